@@ -1,0 +1,119 @@
+"""Helpers shared by the benchmarks: servers, loading sessions, timing child processes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import typing as t
+from dataclasses import dataclass
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+SESSTOOL = str(BIN / "sesstool")
+LIFETIME = 31 * 86400
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(port: int) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"server on port {port} did not start")
+
+
+def start_redis() -> tuple[int, subprocess.Popen[bytes]]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("benchmarks need redis-server (apt-get install redis-server)")
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="sesstool-bench-")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+    )
+    wait_for(port)
+    return port, process
+
+
+def session_values(n: int, seed: int = 7) -> t.Iterator[tuple[bytes, bytes]]:
+    """(key, value) pairs as Flask-Session 0.8 writes them: token_urlsafe(32) ids and
+    ``msgspec.msgpack.Encoder().encode(dict(session))`` values; 1 in 1000 has user_id 42."""
+    import random
+
+    import msgspec
+
+    encode = msgspec.msgpack.Encoder().encode
+    rng = random.Random(seed)
+    for i in range(n):
+        user_id = 42 if i % 1000 == 0 else rng.randrange(1000, 10_000_000)
+        data = {"_permanent": True, "user_id": user_id, "csrf_token": secrets.token_hex(20),
+                "cart": {"items": [rng.randrange(100) for _ in range(3)]}}
+        yield b"session:" + secrets.token_urlsafe(32).encode(), encode(data)
+
+
+def load_redis(port: int, n: int) -> None:
+    """Fill Redis fast with ``redis-cli --pipe`` (RESP generated here)."""
+    ttl = str(LIFETIME).encode()
+    with tempfile.NamedTemporaryFile(suffix=".resp", delete=False) as out:
+        chunk = []
+        for key, value in session_values(n):
+            chunk.append(b"*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$2\r\nEX\r\n$%d\r\n%s\r\n" % (
+                len(key), key, len(value), value, len(ttl), ttl))
+            if len(chunk) >= 10_000:
+                out.write(b"".join(chunk))
+                chunk = []
+        out.write(b"".join(chunk))
+        path = out.name
+    with open(path, "rb") as handle:
+        subprocess.run(["redis-cli", "-p", str(port), "--pipe"], stdin=handle, stdout=subprocess.DEVNULL, check=True)
+    os.unlink(path)
+
+
+@dataclass
+class Timed:
+    seconds: float
+    max_rss_mb: float
+    returncode: int
+    stdout_bytes: int
+
+
+def run_timed(argv: list[str] | str, *, shell: bool = False, env: dict[str, str] | None = None) -> Timed:
+    """Wall time and peak RSS of one child process, its output discarded (counted)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, shell=shell, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    assert process.stdout is not None
+    size = 0
+    while chunk := process.stdout.read(1 << 20):
+        size += len(chunk)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return Timed(elapsed, usage.ru_maxrss / 1024, process.returncode, size)
+
+
+def best_of(runs: int, argv: list[str] | str, **kwargs: t.Any) -> Timed:
+    results = [run_timed(argv, **kwargs) for _ in range(runs)]
+    return min(results, key=lambda r: r.seconds)
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,3 @@
+from sesstool.cli.main import run
+
+run()

@@ -1,0 +1,241 @@
+"""Read-only commands: ``list``, ``show``, ``stats``."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import typing as t
+
+import click
+
+from sesstool.cli.options import Settings, format_option, resolve_settings, store_options
+from sesstool.durations import format_duration
+from sesstool.env import Environment
+from sesstool.output import Column, emit_many, emit_one
+from sesstool.progress import Progress
+
+if t.TYPE_CHECKING:
+    from sesstool.listing import ScanCounters
+
+LIST_COLUMNS = [
+    Column("sid", "SID"),
+    Column("ttl", "TTL", format_duration, "right"),
+    Column("size", "SIZE", justify="right"),
+    Column("serializer", "SERIALIZER"),
+]
+
+
+def where_option(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    return click.option(
+        "--where",
+        "where",
+        multiple=True,
+        metavar="EXPR",
+        help="Select by data: FIELD=VALUE, FIELD!=VALUE, FIELD~REGEX, FIELD, !FIELD "
+        "(dotted paths; VALUE is JSON when valid). Repeat: all must match.",
+    )(fn)
+
+
+def batch_option(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    return click.option(
+        "--batch",
+        type=click.IntRange(1, 100_000),
+        default=1000,
+        show_default=True,
+        help="Keys per SCAN step and per round trip.",
+    )(fn)
+
+
+def warn_other_types(env: Environment, counters: ScanCounters, prefix: str) -> None:
+    if counters.other_types:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counters.other_types.items()))
+        env.warn(f"skipped keys under {prefix!r} that are not session values: {kinds}")
+
+
+def session_key(settings: Settings, text: str) -> bytes:
+    """The store key a SID argument names (bare id, full key or signed cookie value)."""
+    from sesstool.sids import resolve_sid
+
+    return resolve_sid(text, settings.prefix, settings.secret_keys).key
+
+
+@click.command("list")
+@store_options
+@where_option
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Stop after N sessions.")
+@click.option("--data", "with_data", is_flag=True, help="Include each session's data.")
+@click.option("--sort", type=click.Choice(["key", "ttl", "size"]), default=None,
+              help="Sort (reads every selected session before printing).")
+@batch_option
+@format_option
+@click.pass_context
+def list_sessions(ctx: click.Context, where: tuple[str, ...], limit: int | None, with_data: bool,
+                  sort: str | None, batch: int, fmt: str, **_: t.Any) -> None:
+    """List the sessions under the prefix (SCAN, streamed; never KEYS).
+
+    \b
+    Examples:
+      sesstool list
+      sesstool list --where user_id=42 --format ndjson
+      sesstool list --where '!user_id' --where _permanent=true --limit 20
+      sesstool list --sort size --limit 10 --data
+    """
+    from sesstool.listing import ScanCounters, iter_decoded, iter_plain_records, iter_records
+    from sesstool.selectors import parse_all
+
+    env: Environment = ctx.obj
+    settings = resolve_settings(ctx)
+    predicate = parse_all(where)
+    store = settings.open_store()
+    counters = ScanCounters()
+    progress = Progress(env.stderr, "scanned", enabled=env.show_progress and fmt != "table")
+    try:
+        if predicate is None and not with_data and sort is None:
+            records: t.Iterator[dict[str, t.Any]] = iter_plain_records(
+                store, settings.prefix, serializer=settings.serializer, counters=counters, batch=batch,
+                on_batch=progress.advance)
+            if limit is not None:
+                records = itertools.islice(records, limit)
+        else:
+            decoded = iter_decoded(store, settings.prefix, serializer=settings.serializer, where=predicate,
+                                   counters=counters, batch=batch, on_batch=progress.advance)
+            records = iter_records(decoded, settings.prefix, with_data=with_data, sort=sort, limit=limit)
+        columns = LIST_COLUMNS + ([Column("data", "DATA", _compact)] if with_data else [])
+        emit_many(env, records, fmt, columns)
+    finally:
+        progress.finish()
+        store.close()
+    warn_other_types(env, counters, settings.prefix)
+
+
+def _compact(value: t.Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@click.command()
+@store_options
+@click.argument("sid", metavar="SID")
+@click.option("--raw", is_flag=True, help="Print the stored bytes as they are.")
+@format_option
+@click.pass_context
+def show(ctx: click.Context, sid: str, raw: bool, fmt: str, **_: t.Any) -> None:
+    """Show one session, decoded.
+
+    SID is a session id (the prefix is added), a full key, or a signed
+    ``sid.signature`` cookie value (verified with the secret key). An id that
+    begins with '-' goes after '--'.
+
+    \b
+    Examples:
+      sesstool show 3q2-7wEjRb0...
+      sesstool show session:3q2-7wEjRb0... --format json
+      sesstool show --raw 3q2-7wEjRb0... > value.bin
+      sesstool show -- -Xy9...
+    """
+    from sesstool.listing import get_decoded
+    from sesstool.records import make_record
+
+    env: Environment = ctx.obj
+    settings = resolve_settings(ctx)
+    key = session_key(settings, sid)
+    store = settings.open_store()
+    try:
+        decoded = get_decoded(store, key, settings.serializer)
+    finally:
+        store.close()
+    if raw:
+        _print_raw(env, decoded.item.value or b"", fmt, key)
+        return
+    record = make_record(decoded, len(settings.prefix), with_data=True)
+    emit_one(env, record, fmt, human=lambda: _human_record(record))
+    if decoded.data is None:
+        from sesstool.errors import UndecodableValue
+
+        raise UndecodableValue(f"the value of {record['key']!r} is not a msgpack, json or pickle session")
+
+
+def _print_raw(env: Environment, value: bytes, fmt: str, key: bytes) -> None:
+    if fmt in ("json", "ndjson"):
+        emit_one(env, {"key": key.decode("utf-8", "backslashreplace"),
+                       "raw": base64.b64encode(value).decode("ascii")}, fmt)
+        return
+    if not env.stdout_isatty:
+        buffer = getattr(env.stdout, "buffer", None)
+        if buffer is not None:
+            env.stdout.flush()
+            buffer.write(value)
+            buffer.flush()
+        else:
+            env.stdout.write(value.decode("utf-8", "surrogateescape"))
+    else:
+        # On a terminal, raw binary would garble the screen: show it escaped.
+        env.stdout.write(repr(value)[2:-1] + "\n")
+        env.stdout.flush()
+
+
+def _human_record(record: dict[str, t.Any]) -> str:
+    ttl = record["ttl"]
+    lines = [
+        f"key         {record['key']}",
+        f"sid         {record['sid']}",
+        f"ttl         {'never expires' if ttl is None else f'{format_duration(ttl)} ({ttl} s)'}",
+        f"size        {record['size']} bytes",
+        f"serializer  {record['serializer']}",
+        "data",
+    ]
+    data = record.get("data")
+    body = "  (cannot be decoded)" if data is None else json.dumps(data, indent=2, ensure_ascii=False)
+    return "\n".join(lines) + "\n" + body + "\n"
+
+
+@click.command()
+@store_options
+@where_option
+@batch_option
+@format_option
+@click.pass_context
+def stats(ctx: click.Context, where: tuple[str, ...], batch: int, fmt: str, **_: t.Any) -> None:
+    """Count sessions by serializer; sessions without expiry; size and TTL percentiles.
+
+    \b
+    Examples:
+      sesstool stats
+      sesstool stats --where user_id --format json
+    """
+    from sesstool.listing import ScanCounters, iter_decoded
+    from sesstool.selectors import parse_all
+    from sesstool.stats import StatsAccumulator
+
+    env: Environment = ctx.obj
+    settings = resolve_settings(ctx)
+    predicate = parse_all(where)
+    store = settings.open_store()
+    counters = ScanCounters()
+    accumulator = StatsAccumulator()
+    progress = Progress(env.stderr, "scanned", enabled=env.show_progress)
+    try:
+        for decoded in iter_decoded(store, settings.prefix, serializer=settings.serializer, where=predicate,
+                                    counters=counters, batch=batch, on_batch=progress.advance):
+            accumulator.add(decoded)
+    finally:
+        progress.finish()
+        store.close()
+    result = accumulator.result()
+    emit_one(env, result, fmt, human=lambda: _human_stats(result))
+    warn_other_types(env, counters, settings.prefix)
+
+
+def _human_stats(result: dict[str, t.Any]) -> str:
+    size, ttl = result["size"], result["ttl"]
+    by_serializer = ", ".join(f"{name} {n:,}" for name, n in result["serializers"].items()) or "-"
+    return (
+        f"sessions      {result['count']:,}\n"
+        f"serializers   {by_serializer}\n"
+        f"no expiry     {result['no_ttl']:,}\n"
+        f"empty         {result['empty']:,}\n"
+        f"size          total {size['total']:,} B, p50 {size['p50'] or 0:,} B, "
+        f"p95 {size['p95'] or 0:,} B, max {size['max'] or 0:,} B\n"
+        f"ttl           min {format_duration(ttl['min'])}, p50 {format_duration(ttl['p50'])}, "
+        f"max {format_duration(ttl['max'])}\n"
+    )

@@ -1,0 +1,170 @@
+"""Options shared by many commands, and the one function that resolves their precedence.
+
+Explicit options beat environment variables, which beat ``--app`` config, which
+beats the defaults. Click reads the environment variables itself (``envvar=``);
+every shared option has ``default=None`` so :func:`resolve_settings` can tell a
+value the user gave from one to fill in.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass, field
+
+import click
+from click.core import ParameterSource
+
+from sesstool.errors import InvalidInput
+from sesstool.output import FORMATS
+from sesstool.serializers import CHOICES
+
+DEFAULT_STORE = "redis://localhost:6379/0"
+DEFAULT_PREFIX = "session:"
+DEFAULT_COOKIE_NAME = "session"
+
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+
+def format_option(fn: F) -> F:
+    """``--format table|json|ndjson|csv``."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="table",
+        show_default=True,
+        help="Output format; json and ndjson are stable for scripts.",
+    )(fn)
+
+
+class _WholeEnvText(click.types.StringParamType):
+    """Text that an environment variable gives whole: a secret key may hold spaces."""
+
+    def split_envvar_value(self, rv: str) -> t.Sequence[str]:
+        return [rv]
+
+
+def secret_key_options(fn: F) -> F:
+    """``--secret-key`` (repeatable: first current, rest fallbacks) and ``--secret-key-file``."""
+    fn = click.option(
+        "--secret-key-file",
+        type=click.Path(dir_okay=False, allow_dash=True),
+        default=None,
+        help="Read secret keys from a file, one a line (first current, rest fallbacks).",
+    )(fn)
+    fn = click.option(
+        "--secret-key",
+        "secret_keys",
+        multiple=True,
+        type=_WholeEnvText(),
+        envvar="SESSTOOL_SECRET_KEY",
+        metavar="KEY",
+        help="Secret key; repeat for fallbacks (the first is current). Env: SESSTOOL_SECRET_KEY.",
+    )(fn)
+    return fn
+
+
+def app_option(fn: F) -> F:
+    return click.option(
+        "--app",
+        "app_import",
+        envvar="SESSTOOL_APP",
+        default=None,
+        metavar="IMPORT",
+        help="A Flask app (pkg.module:app or pkg.module:create_app()) whose config supplies "
+        "store, prefix, serializer, keys and cookie name. Env: SESSTOOL_APP.",
+    )(fn)
+
+
+def store_options(fn: F) -> F:
+    """``--store``, ``--prefix``, ``--serializer``, ``--app`` and the secret-key options."""
+    fn = secret_key_options(fn)
+    fn = app_option(fn)
+    fn = click.option(
+        "--serializer",
+        type=click.Choice(CHOICES),
+        envvar="SESSTOOL_SERIALIZER",
+        default=None,
+        help="How values are decoded; auto detects each value. [default: auto] "
+        "Env: SESSTOOL_SERIALIZER.",
+    )(fn)
+    fn = click.option(
+        "--prefix",
+        envvar="SESSTOOL_PREFIX",
+        default=None,
+        help=f"Key prefix (SESSION_KEY_PREFIX). [default: {DEFAULT_PREFIX}] Env: SESSTOOL_PREFIX.",
+    )(fn)
+    fn = click.option(
+        "--store",
+        "store_url",
+        envvar="SESSTOOL_STORE",
+        default=None,
+        metavar="URL",
+        help=f"redis://, rediss://, unix://, redis+sentinel://, redis+cluster:// or "
+        f"memcached:// URL. [default: {DEFAULT_STORE}] Env: SESSTOOL_STORE.",
+    )(fn)
+    return fn
+
+
+@dataclass
+class Settings:
+    """What a command needs to reach sessions, after precedence is applied."""
+
+    store_url: str = DEFAULT_STORE
+    prefix: str = DEFAULT_PREFIX
+    serializer: str = "auto"
+    secret_keys: list[str] = field(default_factory=list)
+    cookie_name: str = DEFAULT_COOKIE_NAME
+    lifetime: int | None = None
+    # A ready client from the app's config (SESSION_REDIS / SESSION_MEMCACHED).
+    client: t.Any = None
+    app: t.Any = None
+
+    def open_store(self) -> t.Any:
+        from sesstool.stores import open_store
+
+        return open_store(self.store_url, client=self.client)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+def resolve_settings(ctx: click.Context) -> Settings:
+    """Apply "explicit > env > --app > default" to the shared options of ``ctx``."""
+    params = ctx.params
+    settings = Settings()
+    app_import = params.get("app_import")
+    if app_import:
+        from sesstool.appconfig import load_app_settings
+
+        app_settings = load_app_settings(app_import)
+        for name, value in app_settings.as_dict().items():
+            if value is not None:
+                setattr(settings, name, value)
+    if params.get("store_url") is not None and _given(ctx, "store_url"):
+        settings.store_url = params["store_url"]
+        settings.client = None
+    if params.get("prefix") is not None and _given(ctx, "prefix"):
+        settings.prefix = params["prefix"]
+    if params.get("serializer") is not None and _given(ctx, "serializer"):
+        settings.serializer = params["serializer"]
+    keys = list(params.get("secret_keys") or ())
+    key_file = params.get("secret_key_file")
+    if key_file:
+        keys.extend(_read_key_file(key_file))
+    if keys:
+        settings.secret_keys = keys
+    return settings
+
+
+def _read_key_file(path: str) -> list[str]:
+    try:
+        with click.open_file(path, "r", encoding="utf-8") as handle:
+            keys = [line.rstrip("\r\n") for line in handle if line.strip()]
+    except OSError as e:
+        raise InvalidInput(f"cannot read --secret-key-file {path}: {e.strerror}") from e
+    if not keys:
+        raise InvalidInput(f"--secret-key-file {path} holds no key")
+    return keys

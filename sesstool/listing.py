@@ -1,0 +1,150 @@
+"""Stream the sessions under a prefix: decode, select and shape them into records.
+
+Everything here works one store batch at a time, so memory stays flat however
+many sessions the store holds (``sort`` is the exception: it has to see them all,
+and keeps only the sort key and the record).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import typing as t
+from dataclasses import dataclass, field
+
+from sesstool import serializers
+from sesstool.errors import InvalidInput, NotFound, UndecodableValue
+from sesstool.records import Decoded, decode_item, key_text, make_record
+from sesstool.selectors import Predicate
+from sesstool.stores.base import STRING, Store
+
+SORT_FIELDS = ("key", "ttl", "size")
+DEFAULT_BATCH = 1000
+
+
+@dataclass
+class ScanCounters:
+    """What a scan saw besides the sessions it yielded, for warnings and progress."""
+
+    scanned: int = 0
+    matched: int = 0
+    other_types: dict[str, int] = field(default_factory=dict)
+
+
+def iter_decoded(
+    store: Store,
+    prefix: str,
+    *,
+    serializer: str = "auto",
+    where: Predicate | None = None,
+    counters: ScanCounters | None = None,
+    batch: int = DEFAULT_BATCH,
+    on_batch: t.Callable[[int], None] | None = None,
+) -> t.Iterator[Decoded]:
+    """Every session under ``prefix`` that ``where`` selects, decoded.
+
+    Keys holding other Redis types are not sessions: they are counted in
+    ``counters.other_types`` and skipped. Values nothing can decode are yielded
+    as ``unknown`` unless a ``where`` is given (an undecodable value has no fields).
+    """
+    counters = counters if counters is not None else ScanCounters()
+    decode = serializers.decode
+    for items in store.scan(prefix.encode("utf-8"), batch=batch):
+        counters.scanned += len(items)
+        for item in items:
+            if item.kind != STRING:
+                counters.other_types[item.kind] = counters.other_types.get(item.kind, 0) + 1
+                continue
+            name, data = decode(item.value, serializer)  # type: ignore[arg-type]
+            if where is not None and (data is None or not where(data)):
+                continue
+            counters.matched += 1
+            yield Decoded(item, name, data)
+        if on_batch is not None:
+            on_batch(len(items))
+
+
+def iter_plain_records(
+    store: Store,
+    prefix: str,
+    *,
+    serializer: str = "auto",
+    counters: ScanCounters | None = None,
+    batch: int = DEFAULT_BATCH,
+    on_batch: t.Callable[[int], None] | None = None,
+) -> t.Iterator[dict[str, t.Any]]:
+    """Records without data for every session under ``prefix``: the plain ``list``.
+
+    The same records as ``iter_records(iter_decoded(...))``, in one loop, because
+    this is the path that runs over millions of keys.
+    """
+    counters = counters if counters is not None else ScanCounters()
+    decode = serializers.decode
+    prefix_length = len(prefix)
+    for items in store.scan(prefix.encode("utf-8"), batch=batch):
+        counters.scanned += len(items)
+        for item in items:
+            value = item.value
+            if value is None:
+                counters.other_types[item.kind] = counters.other_types.get(item.kind, 0) + 1
+                continue
+            try:
+                key = item.key.decode("utf-8")
+            except UnicodeDecodeError:
+                key = key_text(item.key)
+            yield {
+                "sid": key[prefix_length:],
+                "key": key,
+                "ttl": item.ttl,
+                "size": len(value),
+                "serializer": decode(value, serializer)[0],
+            }
+        counters.matched = counters.scanned
+        if on_batch is not None:
+            on_batch(len(items))
+
+
+def iter_records(
+    decoded: t.Iterable[Decoded],
+    prefix: str,
+    *,
+    with_data: bool = False,
+    sort: str | None = None,
+    limit: int | None = None,
+) -> t.Iterator[dict[str, t.Any]]:
+    """Contract records for ``decoded``, optionally sorted and limited."""
+    prefix_length = len(prefix)
+    if sort is None:
+        records = (make_record(d, prefix_length, with_data=with_data) for d in decoded)
+        return itertools.islice(records, limit) if limit is not None else records
+    if sort not in SORT_FIELDS:
+        raise InvalidInput(f"cannot sort by {sort!r}: choose {', '.join(SORT_FIELDS)}")
+    keyed = ((_sort_key(d, sort), index, d) for index, d in enumerate(decoded))
+    chosen = heapq.nsmallest(limit, keyed) if limit is not None else sorted(keyed)
+    return (make_record(d, prefix_length, with_data=with_data) for _, _, d in chosen)
+
+
+def _sort_key(decoded: Decoded, field: str) -> t.Any:
+    item = decoded.item
+    if field == "key":
+        return item.key
+    if field == "size":
+        return item.size
+    # Sessions without expiry sort after every session that has one.
+    return (item.ttl is None, item.ttl or 0)
+
+
+def get_decoded(store: Store, key: bytes, serializer: str = "auto") -> Decoded:
+    """One session by its full key.
+
+    :raises NotFound: when the key does not exist.
+    :raises UndecodableValue: when the key holds another type than a string value.
+    """
+    item = store.get(key)
+    if item is None:
+        raise NotFound(f"no session {key.decode('utf-8', 'backslashreplace')!r} in {store.describe()}")
+    if item.kind != STRING:
+        raise UndecodableValue(
+            f"key {key.decode('utf-8', 'backslashreplace')!r} holds a Redis {item.kind}, not a session"
+        )
+    return decode_item(item, serializer)

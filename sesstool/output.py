@@ -1,0 +1,171 @@
+"""Render records as a table, JSON, NDJSON or CSV: the one place that writes results.
+
+Commands hand over plain dicts (already in the tagged JSON form) or an iterator of
+them; ndjson and csv stream row by row, json streams an array element by element,
+and a table is drawn with rich on a terminal and as plain aligned text otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import typing as t
+
+import msgspec
+
+from sesstool.env import Environment
+
+FORMATS = ("table", "json", "ndjson", "csv")
+
+_encoder = msgspec.json.Encoder()
+
+
+def dumps(value: t.Any) -> str:
+    """Compact, stable JSON for one value (msgspec: fast, keeps key order)."""
+    return _encoder.encode(value).decode("utf-8")
+
+
+def encode_line(value: t.Any) -> bytes:
+    """One NDJSON line for ``value``, as bytes."""
+    return _encoder.encode(value) + b"\n"
+
+
+class Column(t.NamedTuple):
+    """A table/CSV column: the record field, its header and how to show a value."""
+
+    field: str
+    header: str
+    show: t.Callable[[t.Any], str] = lambda value: "" if value is None else str(value)
+    justify: str = "left"
+
+
+def emit_many(
+    env: Environment,
+    records: t.Iterable[dict[str, t.Any]],
+    fmt: str,
+    columns: t.Sequence[Column],
+    *,
+    title: str | None = None,
+) -> int:
+    """Write every record in ``fmt``; return how many were written."""
+    if fmt == "ndjson":
+        return _ndjson(env, records)
+    if fmt == "json":
+        return _json_array(env, records)
+    if fmt == "csv":
+        return _csv(env, records, columns)
+    return _table(env, records, columns, title)
+
+
+def emit_one(env: Environment, record: dict[str, t.Any], fmt: str, *, human: t.Callable[[], str] | None = None) -> None:
+    """Write a single record: JSON for json/ndjson, ``human()`` (or key: value lines) otherwise."""
+    if fmt in ("json", "ndjson"):
+        env.stdout.write(dumps(record) + "\n")
+    elif fmt == "csv":
+        _csv(env, [record], [Column(name, name, _cell) for name in record])
+    else:
+        env.stdout.write(human() if human else _key_values(record))
+    env.stdout.flush()
+
+
+def emit_text(env: Environment, text: str) -> None:
+    """Write plain text as it is (a cookie, a key), with a newline."""
+    env.stdout.write(text + "\n")
+    env.stdout.flush()
+
+
+def _cell(value: t.Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return dumps(value)
+    return str(value)
+
+
+def _key_values(record: dict[str, t.Any]) -> str:
+    width = max((len(k) for k in record), default=0)
+    return "".join(f"{k:<{width}}  {_cell(v)}\n" for k, v in record.items())
+
+
+def _ndjson(env: Environment, records: t.Iterable[dict[str, t.Any]]) -> int:
+    count = 0
+    stream = env.stdout
+    buffer = getattr(stream, "buffer", None)
+    chunk: list[dict[str, t.Any]] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= 1024:
+            count += _write_lines(stream, buffer, chunk)
+            chunk = []
+    count += _write_lines(stream, buffer, chunk)
+    stream.flush()
+    return count
+
+
+def _write_lines(stream: t.TextIO, buffer: t.Any, records: list[dict[str, t.Any]]) -> int:
+    if not records:
+        return 0
+    # One encoder call per chunk, and the terminal-friendly flush only per chunk.
+    data = _encoder.encode_lines(records)
+    if buffer is not None:
+        stream.flush()
+        buffer.write(data)
+    else:
+        stream.write(data.decode("utf-8"))
+    return len(records)
+
+
+def _json_array(env: Environment, records: t.Iterable[dict[str, t.Any]]) -> int:
+    stream = env.stdout
+    count = 0
+    stream.write("[")
+    for record in records:
+        stream.write(("\n" if count == 0 else ",\n") + dumps(record))
+        count += 1
+    stream.write("\n]\n" if count else "]\n")
+    stream.flush()
+    return count
+
+
+def _csv(env: Environment, records: t.Iterable[dict[str, t.Any]], columns: t.Sequence[Column]) -> int:
+    writer = csv.writer(env.stdout, lineterminator="\n")
+    writer.writerow([c.field for c in columns])
+    count = 0
+    for record in records:
+        writer.writerow([_cell(record.get(c.field)) for c in columns])
+        count += 1
+    env.stdout.flush()
+    return count
+
+
+def _table(env: Environment, records: t.Iterable[dict[str, t.Any]], columns: t.Sequence[Column], title: str | None) -> int:
+    rows = [[c.show(record.get(c.field)) for c in columns] for record in records]
+    if env.rich_stdout:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title, header_style="bold")
+        for column in columns:
+            table.add_column(column.header, justify=t.cast(t.Any, column.justify), overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        Console(file=env.stdout).print(table)
+    else:
+        _plain_table(env, rows, columns)
+    return len(rows)
+
+
+def _plain_table(env: Environment, rows: list[list[str]], columns: t.Sequence[Column]) -> None:
+    headers = [c.header for c in columns]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        parts = [
+            cell.rjust(width) if column.justify == "right" else cell.ljust(width)
+            for cell, width, column in zip(cells, widths, columns)
+        ]
+        return "  ".join(parts).rstrip() + "\n"
+
+    env.stdout.write(line(headers))
+    for row in rows:
+        env.stdout.write(line(row))
+    env.stdout.flush()

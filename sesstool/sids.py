@@ -1,0 +1,65 @@
+"""Turn what a user typed for SID into the session id and its store key.
+
+Accepted: a bare session id (the prefix is added), a full key that already starts
+with the prefix, or a signed ``sid.signature`` cookie value as Flask-Session's
+``SESSION_USE_SIGNER`` writes it (itsdangerous ``Signer``, salt ``flask-session``,
+hmac key derivation), verified with the secret keys.
+"""
+
+from __future__ import annotations
+
+import re
+import typing as t
+
+from sesstool.errors import InvalidInput, NoKey, SignatureInvalid
+
+SIGNER_SALT = "flask-session"
+# token_urlsafe ids and uuid4 ids, then "." and a base64url signature (27 chars for sha1).
+_SIGNED = re.compile(r"(?P<sid>[A-Za-z0-9_-][A-Za-z0-9_-]*)\.(?P<sig>[A-Za-z0-9_-]{20,})")
+
+
+class SessionRef(t.NamedTuple):
+    sid: str
+    key: bytes
+    signed: bool = False
+
+
+def unsign_sid(value: str, secret_keys: t.Sequence[str]) -> str:
+    """The session id inside a signed ``sid.signature`` value.
+
+    :raises NoKey: when no secret key is known.
+    :raises SignatureInvalid: when no key verifies the signature.
+    """
+    if not secret_keys:
+        raise NoKey(
+            f"{value[:12]}... looks like a signed session id: give --secret-key "
+            "(or SESSTOOL_SECRET_KEY / --app) to verify it"
+        )
+    from itsdangerous import BadSignature, Signer
+
+    for key in secret_keys:
+        try:
+            return Signer(key, salt=SIGNER_SALT, key_derivation="hmac").unsign(value).decode("utf-8")
+        except BadSignature:
+            continue
+    raise SignatureInvalid("the signature of the session id does not verify with any given key")
+
+
+def resolve_sid(text: str, prefix: str, secret_keys: t.Sequence[str] = ()) -> SessionRef:
+    """Resolve a SID argument to a :class:`SessionRef`.
+
+    :raises InvalidInput: for an empty id.
+    """
+    value = text.strip()
+    if value.lower().startswith("cookie:"):
+        value = value.split(":", 1)[1].strip()
+    if not value:
+        raise InvalidInput("empty session id")
+    if prefix and value.startswith(prefix):
+        sid = value[len(prefix) :]
+        return SessionRef(sid, value.encode("utf-8", "surrogateescape"))
+    signed = _SIGNED.fullmatch(value)
+    if signed:
+        sid = unsign_sid(value, secret_keys)
+        return SessionRef(sid, (prefix + sid).encode("utf-8", "surrogateescape"), signed=True)
+    return SessionRef(value, (prefix + value).encode("utf-8", "surrogateescape"))

@@ -1,0 +1,450 @@
+"""Redis as a session store: standalone, TLS, Unix socket, Sentinel and Cluster.
+
+The variants differ only in how the client is built (:func:`open_redis`); the
+logic lives in :class:`RedisStore`. Listing never uses ``KEYS``: each node is
+walked with ``SCAN`` and a large ``COUNT``, and the TTL and value of a whole batch
+come back in one round trip from a small Lua script (a pipeline per node on Cluster,
+where one script may not touch keys of several slots). One batch is held at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import typing as t
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import redis
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    ConnectionError,
+    NoPermissionError,
+    RedisError,
+    ResponseError,
+    TimeoutError,
+)
+
+from sesstool.errors import InvalidInput, StoreError
+from sesstool.stores import redact_url
+from sesstool.stores.base import MISSING, STRING, StoredItem
+
+SOCKET_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 5.0
+
+# Replace the value only if it is still what was read; keep the remaining TTL.
+_COMPARE_AND_SET = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local pttl = redis.call('PTTL', KEYS[1])
+if pttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', pttl)
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return 1
+"""
+
+# Unlink each key only if it holds the value that was read and was not refreshed
+# since (its PTTL did not grow; -1 stays -1). ARGV holds value, pttl pairs.
+_DELETE_IF_UNCHANGED = """
+local deleted = 0
+for i, key in ipairs(KEYS) do
+  local expected_pttl = tonumber(ARGV[2 * i])
+  if redis.call('GET', key) == ARGV[2 * i - 1] then
+    local pttl = redis.call('PTTL', key)
+    local same = (expected_pttl < 0 and pttl == expected_pttl)
+      or (expected_pttl >= 0 and pttl >= 0 and pttl <= expected_pttl)
+    if same then
+      redis.call('UNLINK', key)
+      deleted = deleted + 1
+    end
+  end
+end
+return deleted
+"""
+
+
+def _seconds(pttl_ms: int) -> int | None:
+    """Redis's own rounding of PTTL to TTL, so figures match ``redis-cli ttl``."""
+    if pttl_ms < 0:
+        return None
+    return (pttl_ms + 500) // 1000
+
+
+def _glob_escape(prefix: bytes) -> bytes:
+    out = bytearray()
+    for byte in prefix:
+        if byte in b"*?[]\\":
+            out += b"\\"
+        out.append(byte)
+    return bytes(out)
+
+
+class RedisStore:
+    """Sessions in Redis, through a ready redis-py client (standalone or cluster)."""
+
+    name = "redis"
+
+    def __init__(self, client: t.Any, url: str | None = None) -> None:
+        self.client = client
+        self.url = url or _describe_client(client)
+        self.is_cluster = hasattr(client, "get_primaries")
+        self._cas = client.register_script(_COMPARE_AND_SET)
+        self._delete_unchanged = client.register_script(_DELETE_IF_UNCHANGED)
+
+    # -- reading ---------------------------------------------------------------
+
+    def describe(self) -> str:
+        return redact_url(self.url)
+
+    def nodes(self) -> list[t.Any]:
+        """A client per node to scan: every primary on Cluster, else the one client."""
+        if not self.is_cluster:
+            return [self.client]
+        with self._errors():
+            return [self.client.get_redis_connection(node) for node in self.client.get_primaries()]
+
+    def scan_keys(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[list[bytes]]:
+        pattern = _glob_escape(prefix) + b"*"
+        for node in self.nodes():
+            cursor = 0
+            while True:
+                with self._errors():
+                    cursor, keys = node.scan(cursor=cursor, match=pattern, count=max(batch, 10))
+                if keys:
+                    yield keys
+                if cursor == 0:
+                    break
+
+    def scan(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[list[StoredItem]]:
+        def batches() -> t.Iterator[list[StoredItem]]:
+            for keys in self.scan_keys(prefix, batch=batch):
+                for start in range(0, len(keys), batch):
+                    items = self.fetch(keys[start : start + batch])
+                    yield [item for item in items if item.kind != MISSING]
+
+        # The next batch is fetched while the caller works on this one, so the
+        # server's time and ours overlap instead of adding up.
+        return prefetch(batches())
+
+    def fetch(self, keys: t.Sequence[bytes]) -> list[StoredItem]:
+        if not keys:
+            return []
+        keys = list(keys)
+        with self._errors():
+            if self.is_cluster:
+                pttls, values = self._fetch_cluster(keys)
+            else:
+                pttls, values = self._fetch_pipelined(keys)
+        items = [
+            StoredItem(key, value, None if pttl < 0 else (pttl + 500) // 1000, ttl_ms=pttl)
+            if value is not None
+            else StoredItem(key, None, None, kind=MISSING)
+            for key, pttl, value in zip(keys, pttls, values)
+        ]
+        # MGET answers nil for keys of other types: name their type (rare).
+        other = [i for i, item in enumerate(items) if item.kind == MISSING and pttls[i] != -2]
+        if other:
+            with self._errors():
+                pipe = self.client.pipeline(transaction=False)
+                for i in other:
+                    pipe.type(keys[i])
+                for i, kind in zip(other, pipe.execute()):
+                    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+                    if kind != MISSING:
+                        items[i] = StoredItem(keys[i], None, _seconds(pttls[i]), kind=kind, ttl_ms=pttls[i])
+        return items
+
+    def _fetch_pipelined(self, keys: list[bytes]) -> tuple[list[int], list[bytes | None]]:
+        """One PTTL per key and one MGET, written as a single packed pipeline.
+
+        Plain pipelined commands cost the server less than the same calls made
+        from a Lua script, and unlike a script they never hold it for a whole
+        batch. Packing the RESP here skips redis-py's per-command bookkeeping.
+        """
+        packed = [b"*2\r\n$4\r\nPTTL\r\n$%d\r\n%s\r\n" % (len(key), key) for key in keys]
+        packed.append(b"*%d\r\n$4\r\nMGET\r\n" % (len(keys) + 1))
+        packed += [b"$%d\r\n%s\r\n" % (len(key), key) for key in keys]
+        pool = self.client.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command([b"".join(packed)])
+            read = connection.read_response
+            pttls = [read() for _ in keys]
+            values = read()
+        except BaseException:
+            connection.disconnect()  # a half-read reply must not be reused
+            raise
+        finally:
+            pool.release(connection)
+        return pttls, values
+
+    def _fetch_cluster(self, keys: list[bytes]) -> tuple[list[int], list[bytes | None]]:
+        # A script or MGET may not span slots on Cluster: a non-transactional
+        # pipeline, which redis-py groups per node, stands in.
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.pttl(key)
+            pipe.get(key)
+        replies = pipe.execute(raise_on_error=False)
+        values = [None if isinstance(v, ResponseError) else v for v in replies[1::2]]
+        return list(replies[0::2]), values
+
+    def get(self, key: bytes) -> StoredItem | None:
+        item = self.fetch([key])[0]
+        return None if item.kind == MISSING else item
+
+    def idle_seconds(self, keys: t.Sequence[bytes]) -> list[int | None]:
+        """``OBJECT IDLETIME`` of each key (``None`` when gone), read without touching them.
+
+        :raises StoreError: when the server's maxmemory-policy (an LFU policy) makes
+            idle time unavailable.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.object("idletime", key)
+        with self._errors():
+            replies = pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                if "LFU" in str(reply) or "maxmemory" in str(reply):
+                    raise StoreError(
+                        f"{self.describe()} cannot report idle time: its maxmemory-policy is an "
+                        "LFU policy (idle time needs an LRU or noeviction policy)"
+                    )
+                raise StoreError(f"{self.describe()}: OBJECT IDLETIME failed: {reply}")
+        return [None if r is None else int(r) for r in replies]
+
+    # -- writing ---------------------------------------------------------------
+
+    def set(self, key: bytes, value: bytes, ttl: int | None) -> None:
+        with self._errors():
+            self.client.set(key, value, ex=ttl if ttl and ttl > 0 else None)
+
+    def add(self, key: bytes, value: bytes, ttl: int | None) -> bool:
+        with self._errors():
+            return bool(self.client.set(key, value, ex=ttl if ttl and ttl > 0 else None, nx=True))
+
+    def compare_and_set(self, item: StoredItem, value: bytes) -> bool:
+        if item.value is None:
+            return False
+        with self._errors():
+            return bool(self._cas(keys=[item.key], args=[item.value, value]))
+
+    def delete(self, keys: t.Sequence[bytes]) -> int:
+        if not keys:
+            return 0
+        with self._errors():
+            if self.is_cluster:
+                pipe = self.client.pipeline(transaction=False)
+                for key in keys:
+                    pipe.unlink(key)
+                return sum(pipe.execute())
+            return int(self.client.unlink(*keys))
+
+    def delete_if_unchanged(self, items: t.Sequence[StoredItem]) -> int:
+        candidates = [item for item in items if item.value is not None]
+        if not candidates:
+            return 0
+        with self._errors():
+            if self.is_cluster:
+                return sum(self._delete_one_if_unchanged(item) for item in candidates)
+            args: list[t.Any] = []
+            for item in candidates:
+                args += [item.value, -1 if item.ttl_ms is None else item.ttl_ms]
+            return int(self._delete_unchanged(keys=[item.key for item in candidates], args=args))
+
+    def _delete_one_if_unchanged(self, item: StoredItem) -> int:
+        pttl = -1 if item.ttl_ms is None else item.ttl_ms
+        return int(self._delete_unchanged(keys=[item.key], args=[item.value, pttl]))
+
+    def expire(self, key: bytes, seconds: int) -> bool:
+        with self._errors():
+            return bool(self.client.expire(key, seconds))
+
+    def expire_at(self, key: bytes, timestamp: int) -> bool:
+        with self._errors():
+            return bool(self.client.expireat(key, timestamp))
+
+    def persist(self, key: bytes) -> bool:
+        with self._errors():
+            if not self.client.exists(key):
+                return False
+            self.client.persist(key)
+            return True
+
+    def close(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            self.client.close()
+
+    # -- errors ----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self) -> t.Iterator[None]:
+        """Turn redis-py's exceptions into one-line :class:`StoreError`s naming the store."""
+        where = self.describe()
+        try:
+            yield
+        except AuthenticationError as e:
+            raise StoreError(f"authentication refused by {where}: {_first_line(e)}") from e
+        except TimeoutError as e:
+            raise StoreError(f"timed out talking to {where}") from e
+        except BusyLoadingError as e:
+            raise StoreError(f"{where} is loading its dataset; try again shortly") from e
+        except ConnectionError as e:
+            raise StoreError(f"cannot connect to {where}: {_first_line(e)}") from e
+        except NoPermissionError as e:
+            raise StoreError(f"{where} refused a command: {_first_line(e)}") from e
+        except ResponseError as e:
+            message = _first_line(e)
+            if message.startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
+                raise StoreError(f"authentication refused by {where}: {message}") from e
+            raise StoreError(f"{where} answered with an error: {message}") from e
+        except RedisError as e:
+            raise StoreError(f"{where} failed: {_first_line(e)}") from e
+        except OSError as e:
+            raise StoreError(f"cannot reach {where}: {e.strerror or e}") from e
+
+
+_DONE = object()
+
+
+def prefetch(batches: t.Iterator[t.Any], depth: int = 2) -> t.Iterator[t.Any]:
+    """Run ``batches`` in a thread, ``depth`` ahead of the consumer.
+
+    Errors are re-raised in the consumer; closing the generator stops the thread.
+    """
+    import queue
+    import threading
+
+    handoff: queue.Queue[t.Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        handoff.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put(_DONE)
+        except BaseException as e:  # handed to the consumer, which raises it
+            handoff.put(e)
+
+    thread = threading.Thread(target=produce, name="sesstool-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            batch = handoff.get()
+            if batch is _DONE:
+                return
+            if isinstance(batch, BaseException):
+                raise batch
+            yield batch
+    finally:
+        stop.set()
+        thread.join(timeout=1)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _describe_client(client: t.Any) -> str:
+    """A URL naming the server a ready client talks to (never its password)."""
+    try:
+        kwargs = client.connection_pool.connection_kwargs
+    except AttributeError:
+        return "redis (app client)"
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+    scheme = "rediss" if kwargs.get("ssl") or "ssl_cert_reqs" in kwargs else "redis"
+    return f"{scheme}://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+def _timeouts() -> dict[str, float]:
+    return {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": CONNECT_TIMEOUT}
+
+
+def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
+    hosts = []
+    for part in netloc.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        host, _, port = part.rpartition(":") if part.count(":") == 1 or part.startswith("[") else (part, "", "")
+        if not host:
+            host, port = part, ""
+        try:
+            hosts.append((host.strip("[]"), int(port) if port else default_port))
+        except ValueError:
+            raise InvalidInput(f"invalid port in store URL host {part!r}") from None
+    if not hosts:
+        raise InvalidInput("the store URL names no host")
+    return hosts
+
+
+def open_redis(url: str, *, client: t.Any = None) -> RedisStore:
+    """Build a :class:`RedisStore` for a ``redis``, ``rediss``, ``unix``,
+    ``redis+sentinel`` or ``redis+cluster`` URL, or around a ready ``client``.
+
+    :raises InvalidInput: for a malformed URL.
+    """
+    if client is not None:
+        return RedisStore(client, url if "://" in url else None)
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        if scheme in ("redis", "rediss", "unix"):
+            built = redis.Redis.from_url(url, **_timeouts())
+        elif scheme == "redis+sentinel":
+            built = _sentinel_client(parts)
+        elif scheme == "redis+cluster":
+            built = _cluster_client(parts)
+        else:
+            raise InvalidInput(f"not a Redis URL: {redact_url(url)}")
+    except (ValueError, TypeError) as e:
+        raise InvalidInput(f"invalid store URL {redact_url(url)}: {e}") from e
+    except RedisError as e:
+        raise StoreError(f"cannot connect to {redact_url(url)}: {_first_line(e)}") from e
+    return RedisStore(built, url)
+
+
+def _userinfo(netloc: str) -> tuple[str | None, str | None, str]:
+    if "@" not in netloc:
+        return None, None, netloc
+    userinfo, hosts = netloc.rsplit("@", 1)
+    user, _, password = userinfo.partition(":")
+    return (unquote(user) or None), (unquote(password) or None), hosts
+
+
+def _sentinel_client(parts: t.Any) -> t.Any:
+    from redis.sentinel import Sentinel
+
+    user, password, hosts = _userinfo(parts.netloc)
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise InvalidInput("a redis+sentinel:// URL needs the service name: redis+sentinel://host:26379/mymaster[/db]")
+    service = path[0]
+    db = int(path[1]) if len(path) > 1 else int(parse_qs(parts.query).get("db", ["0"])[0])
+    sentinel = Sentinel(
+        _hosts(hosts, 26379),
+        sentinel_kwargs={"password": password, **_timeouts()} if password else _timeouts(),
+        username=user,
+        password=password,
+        db=db,
+        **_timeouts(),
+    )
+    return sentinel.master_for(service)
+
+
+def _cluster_client(parts: t.Any) -> t.Any:
+    from redis.cluster import ClusterNode, RedisCluster
+
+    user, password, hosts = _userinfo(parts.netloc)
+    nodes = [ClusterNode(host, port) for host, port in _hosts(hosts, 6379)]
+    return RedisCluster(startup_nodes=nodes, username=user, password=password, **_timeouts())

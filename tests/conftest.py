@@ -1,0 +1,98 @@
+"""Shared fixtures: real servers on free loopback ports, a CLI runner, Flask-Session apps."""
+
+from __future__ import annotations
+
+import io
+import json
+import typing as t
+from dataclasses import dataclass
+
+import pytest
+
+from sesstool.cli.main import main
+from sesstool.env import Environment
+from tests.servers import ServerProcess, start_memcached, start_redis
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> t.Iterator[ServerProcess]:
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: ServerProcess) -> str:
+    """A URL to an empty database of the shared test redis-server."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    client.flushall()
+    client.close()
+    return f"redis://127.0.0.1:{redis_server.port}/0"
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> t.Iterator[t.Any]:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def memcached_server() -> t.Iterator[ServerProcess]:
+    server = start_memcached()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def memcached_pair() -> t.Iterator[tuple[ServerProcess, ServerProcess]]:
+    first, second = start_memcached(), start_memcached()
+    yield first, second
+    first.stop()
+    second.stop()
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> t.Any:
+        return json.loads(self.stdout)
+
+    def ndjson(self) -> list[t.Any]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+
+class CliRunner:
+    """Runs ``sesstool`` in-process with captured streams and the real error handling."""
+
+    def __call__(
+        self,
+        *args: str,
+        input: str = "",
+        stdout_isatty: bool = False,
+        stdin_isatty: bool = False,
+        stderr_isatty: bool = False,
+    ) -> CliResult:
+        env = Environment(
+            stdin=io.StringIO(input),
+            stdout=io.StringIO(),
+            stderr=io.StringIO(),
+            stdin_isatty=stdin_isatty,
+            stdout_isatty=stdout_isatty,
+            stderr_isatty=stderr_isatty,
+            no_color=True,
+        )
+        code = main(list(args), env)
+        return CliResult(code, t.cast(io.StringIO, env.stdout).getvalue(), t.cast(io.StringIO, env.stderr).getvalue())
+
+
+@pytest.fixture
+def cli() -> CliRunner:
+    return CliRunner()

@@ -1,0 +1,94 @@
+"""Real Flask 3.1 + Flask-Session 0.8 apps that write sessions through their test client.
+
+Each app has two routes: ``POST /set`` stores the JSON body in the session (a
+``null`` value deletes the key) and ``GET /get`` returns the session as the app
+sees it, so tests can both create sessions and read back what sesstool changed.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass
+from datetime import timedelta
+
+SECRET = "test-secret-key"
+
+
+def make_app(
+    *,
+    redis_url: str | None = None,
+    memcached_servers: list[tuple[str, int]] | None = None,
+    fmt: str = "msgpack",
+    use_signer: bool = False,
+    prefix: str = "session:",
+    lifetime: timedelta = timedelta(days=31),
+    secret_key: str = SECRET,
+) -> t.Any:
+    import warnings
+
+    from flask import Flask, jsonify, request, session
+    from flask_session import Session
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=secret_key,
+        SESSION_KEY_PREFIX=prefix,
+        SESSION_SERIALIZATION_FORMAT=fmt,
+        SESSION_USE_SIGNER=use_signer,
+        PERMANENT_SESSION_LIFETIME=lifetime,
+    )
+    if redis_url is not None:
+        import redis
+
+        app.config.update(SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(redis_url))
+    else:
+        from pymemcache.client.hash import HashClient
+
+        assert memcached_servers
+        app.config.update(SESSION_TYPE="memcached", SESSION_MEMCACHED=HashClient(memcached_servers))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # use_signer is deprecated in 0.8; apps still use it
+        Session(app)
+
+    @app.post("/set")
+    def set_values() -> t.Any:
+        for key, value in (request.get_json() or {}).items():
+            if value is None:
+                session.pop(key, None)
+            else:
+                session[key] = value
+        return jsonify(ok=True)
+
+    @app.get("/get")
+    def get_values() -> t.Any:
+        return jsonify(dict(session))
+
+    return app
+
+
+@dataclass
+class WrittenSession:
+    cookie: str  # what the browser holds: the sid, or sid.signature with the signer
+    sid: str  # the id in the store key
+
+
+def write_session(app: t.Any, data: dict[str, t.Any]) -> WrittenSession:
+    """Create one session holding ``data`` through the app's test client."""
+    client = app.test_client()
+    response = client.post("/set", json=data)
+    assert response.status_code == 200
+    cookie = client.get_cookie(app.config.get("SESSION_COOKIE_NAME", "session"))
+    assert cookie is not None
+    value = cookie.value
+    sid = value.rsplit(".", 1)[0] if app.config["SESSION_USE_SIGNER"] else value
+    return WrittenSession(cookie=value, sid=sid)
+
+
+def read_session(app: t.Any, cookie: str) -> dict[str, t.Any]:
+    """What the app sees for ``cookie`` (an empty dict when it has no such session)."""
+    client = app.test_client()
+    client.set_cookie(app.config.get("SESSION_COOKIE_NAME", "session"), cookie)
+    response = client.get("/get")
+    assert response.status_code == 200
+    return t.cast(dict[str, t.Any], response.get_json())

@@ -1,0 +1,112 @@
+"""Start real redis-server and memcached processes on free loopback ports for tests.
+
+In CI (``CI=true``) a missing server binary is an error, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import typing as t
+from dataclasses import dataclass, field
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (apt-get install {name.split('-')[0]}-server)"
+        if name == "memcached":
+            message = "memcached is not installed (apt-get install memcached)"
+        if IN_CI:
+            pytest.fail(f"{message}: CI must have it", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"server did not listen on port {port} within {timeout}s")
+
+
+@dataclass
+class ServerProcess:
+    """A running server: its port, process, and a directory for its files."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    workdir: str
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        """Kill -9: what a crash looks like to a client."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self) -> None:
+        """Start the same server again on the same port."""
+        self.stop()
+        self.process = subprocess.Popen(self.args, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, self.process)
+
+
+def start_redis(extra: t.Sequence[str] = (), password: str | None = None) -> ServerProcess:
+    binary = require_binary("redis-server")
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="sesstool-redis-")
+    args = [
+        binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        "--dir", workdir, "--unixsocket", os.path.join(workdir, "redis.sock"), "--unixsocketperm", "700",
+        *(["--requirepass", password] if password else []),
+        *extra,
+    ]  # fmt: skip
+    process = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, process)
+    return ServerProcess(port=port, process=process, workdir=workdir, args=args)
+
+
+def start_memcached(extra: t.Sequence[str] = ()) -> ServerProcess:
+    binary = require_binary("memcached")
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="sesstool-memcached-")
+    args = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "256", *extra]
+    if os.geteuid() == 0:
+        args += ["-u", "root"]
+    process = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, process)
+    return ServerProcess(port=port, process=process, workdir=workdir, args=args)

@@ -1,0 +1,105 @@
+"""The Redis store against a real redis-server: scanning, batching, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from sesstool.errors import InvalidInput, StoreError
+from sesstool.stores import open_store
+from sesstool.stores.redis import RedisStore
+from tests.servers import free_port, start_redis
+
+
+def test_scan_yields_every_key_under_the_prefix_once(redis_url: str, redis_client) -> None:
+    pipe = redis_client.pipeline()
+    for i in range(2500):
+        pipe.set(f"session:{i}", b"\x80", ex=100 + i)
+    pipe.set("other:1", b"\x80")
+    pipe.execute()
+    store = open_store(redis_url)
+    batches = list(store.scan(b"session:", batch=300))
+    keys = [item.key for batch in batches for item in batch]
+    assert sorted(keys) == sorted(f"session:{i}".encode() for i in range(2500))
+    assert max(len(batch) for batch in batches) <= 300
+    ttl = {item.key: item.ttl for batch in batches for item in batch}
+    assert ttl[b"session:7"] == 107
+
+
+def test_prefix_with_glob_characters_matches_literally(redis_url: str, redis_client) -> None:
+    redis_client.set("s[1]*:a", b"x")
+    redis_client.set("s1x:b", b"x")
+    items = [i for batch in open_store(redis_url).scan(b"s[1]*:") for i in batch]
+    assert [i.key for i in items] == [b"s[1]*:a"]
+
+
+def test_fetch_reports_other_types_and_missing_keys(redis_url: str, redis_client) -> None:
+    redis_client.hset("session:h", "a", "b")
+    redis_client.rpush("session:l", "a")
+    redis_client.set("session:s", b"value")
+    store = open_store(redis_url)
+    items = store.fetch([b"session:h", b"session:l", b"session:s", b"session:gone"])
+    assert [i.kind for i in items] == ["hash", "list", "string", "none"]
+    assert items[2].value == b"value" and items[2].ttl is None
+    assert store.get(b"session:gone") is None
+
+
+def test_compare_and_set_keeps_ttl_and_refuses_a_changed_value(redis_url: str, redis_client) -> None:
+    redis_client.set("session:a", b"one", ex=5000)
+    store = open_store(redis_url)
+    item = store.get(b"session:a")
+    assert item is not None
+    assert store.compare_and_set(item, b"two")
+    assert redis_client.get("session:a") == b"two"
+    assert 4990 <= redis_client.ttl("session:a") <= 5000
+    assert not store.compare_and_set(item, b"three")  # item still holds "one"
+    assert redis_client.get("session:a") == b"two"
+
+
+def test_delete_if_unchanged_keeps_changed_and_refreshed_sessions(redis_url: str, redis_client) -> None:
+    for name in ("same", "changed", "refreshed", "no_ttl"):
+        redis_client.set(f"session:{name}", b"v", ex=1000 if name != "no_ttl" else None)
+    store = open_store(redis_url)
+    items = store.fetch([b"session:same", b"session:changed", b"session:refreshed", b"session:no_ttl"])
+    redis_client.set("session:changed", b"w", ex=1000)
+    redis_client.set("session:refreshed", b"v", ex=2000)  # same bytes, new lifetime
+    assert store.delete_if_unchanged(items) == 2
+    assert sorted(redis_client.scan_iter("session:*")) == [b"session:changed", b"session:refreshed"]
+
+
+def test_unix_socket_url(redis_server) -> None:
+    store = open_store(f"unix://{redis_server.workdir}/redis.sock?db=0")
+    store.set(b"session:x", b"\x80", 60)
+    assert store.get(b"session:x").ttl == 60  # type: ignore[union-attr]
+
+
+def test_closed_port_is_a_store_error_naming_the_store() -> None:
+    store = open_store(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(StoreError, match="cannot connect to redis://127.0.0.1"):
+        list(store.scan(b"session:"))
+
+
+def test_wrong_password_is_refused_without_printing_it() -> None:
+    server = start_redis(password="right-password")
+    try:
+        store = open_store(f"redis://:wrong-password@127.0.0.1:{server.port}/0")
+        with pytest.raises(StoreError) as caught:
+            store.get(b"session:x")
+        assert "authentication refused" in str(caught.value)
+        assert "wrong-password" not in str(caught.value)
+        ok = open_store(f"redis://:right-password@127.0.0.1:{server.port}/0")
+        assert ok.get(b"session:x") is None
+    finally:
+        server.stop()
+
+
+def test_unknown_scheme_is_invalid_input() -> None:
+    with pytest.raises(InvalidInput, match="unsupported store URL"):
+        open_store("mongodb://localhost")
+
+
+def test_a_ready_client_is_wrapped_and_described_without_password(redis_server) -> None:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port, password=None, db=3)
+    store = RedisStore(client)
+    assert store.describe() == f"redis://127.0.0.1:{redis_server.port}/3"
