@@ -68,8 +68,11 @@ def _same(actual: t.Any, expected: t.Any) -> bool:
 
 
 def _text(value: t.Any) -> str:
+    """What a regex sees: strings as they are, dates as ISO 8601, the rest as JSON."""
     if isinstance(value, str):
         return value
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
     try:
         return json.dumps(to_tagged(value), separators=(",", ":"), ensure_ascii=False)
     except TypeError:
@@ -85,7 +88,8 @@ def parse_where(expr: str) -> Predicate:
     match = _EXPR.fullmatch(text)
     if match and match.group("field").strip() and not match.group("field").startswith("!"):
         path = split_path(match.group("field"))
-        op, raw = match.group("op"), match.group("value")
+        # Spaces around the operator are layout; quote a value in JSON to keep them.
+        op, raw = match.group("op"), match.group("value").strip()
         if op == "~":
             try:
                 pattern = re.compile(raw)
