@@ -116,12 +116,20 @@ def _write_lines(stream: t.TextIO, buffer: t.Any, records: list[dict[str, t.Any]
 
 def _json_array(env: Environment, records: t.Iterable[dict[str, t.Any]]) -> int:
     stream = env.stdout
-    count = 0
-    stream.write("[")
-    for record in records:
-        stream.write(("\n" if count == 0 else ",\n") + dumps(record))
+    iterator = iter(records)
+    # Nothing is written before the first record exists, so a store that fails
+    # at once leaves stdout empty rather than holding a lone "[".
+    first = next(iterator, None)
+    if first is None:
+        stream.write("[]\n")
+        stream.flush()
+        return 0
+    stream.write("[\n" + dumps(first))
+    count = 1
+    for record in iterator:
+        stream.write(",\n" + dumps(record))
         count += 1
-    stream.write("\n]\n" if count else "]\n")
+    stream.write("\n]\n")
     stream.flush()
     return count
 

@@ -103,3 +103,50 @@ def test_a_ready_client_is_wrapped_and_described_without_password(redis_server) 
     client = redis.Redis(host="127.0.0.1", port=redis_server.port, password=None, db=3)
     store = RedisStore(client)
     assert store.describe() == f"redis://127.0.0.1:{redis_server.port}/3"
+
+
+def test_tls_url_with_certificate_parameters(tmp_path) -> None:
+    """rediss:// against a real TLS redis-server; a wrong CA is a store error."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    tls_port = free_port()
+    server = start_redis(extra=["--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                                "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"])
+    try:
+        from tests.servers import wait_for_port
+
+        wait_for_port(tls_port, server.process)
+        store = open_store(f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}")
+        store.set(b"session:tls", b"\x80", 60)
+        assert [i.key for b in store.scan(b"session:") for i in b] == [b"session:tls"]
+        untrusted = open_store(f"rediss://127.0.0.1:{tls_port}/0")
+        with pytest.raises(StoreError, match="certificate verify failed"):
+            untrusted.get(b"session:tls")
+    finally:
+        server.stop()
+
+
+def test_acl_user_and_password(redis_server) -> None:
+    import redis
+
+    admin = redis.Redis(port=redis_server.port)
+    admin.execute_command("ACL", "SETUSER", "sess", "on", ">s3cret", "~session:*", "+@all")
+    try:
+        store = open_store(f"redis://sess:s3cret@127.0.0.1:{redis_server.port}/0")
+        store.set(b"session:acl", b"\x80", 60)
+        assert store.get(b"session:acl") is not None
+        with pytest.raises(StoreError, match="authentication refused") as caught:
+            open_store(f"redis://sess:nope@127.0.0.1:{redis_server.port}/0").get(b"session:acl")
+        assert "nope" not in str(caught.value)
+    finally:
+        admin.execute_command("ACL", "DELUSER", "sess")
+        admin.delete("session:acl")
