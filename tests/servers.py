@@ -31,10 +31,26 @@ def require_binary(name: str) -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(*, below: int = 65536) -> int:
+    """A free loopback port under ``below`` (Redis Cluster needs port + 10000 free too)."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port < below:
+            return port
+    raise RuntimeError(f"no free port below {below}")
+
+
+def _cluster_port() -> int:
+    while True:
+        port = free_port(below=55536)
+        try:
+            with socket.socket() as bus:
+                bus.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -87,7 +103,7 @@ class ServerProcess:
 
 def start_redis(extra: t.Sequence[str] = (), password: str | None = None) -> ServerProcess:
     binary = require_binary("redis-server")
-    port = free_port()
+    port = _cluster_port() if "--cluster-enabled" in extra else free_port()
     workdir = tempfile.mkdtemp(prefix="sesstool-redis-")
     args = [
         binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

@@ -1,0 +1,106 @@
+"""Redis Cluster (every primary scanned) and Sentinel, on real redis-server processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import typing as t
+
+import pytest
+
+from sesstool.stores import open_store
+from tests.servers import ServerProcess, free_port, require_binary, start_redis, wait_for_port
+
+
+@pytest.fixture(scope="module")
+def cluster() -> t.Iterator[list[ServerProcess]]:
+    require_binary("redis-cli")
+    nodes = [start_redis(extra=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]) for _ in range(3)]
+    try:
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            info = subprocess.run(["redis-cli", "-p", str(nodes[0].port), "cluster", "info"],
+                                  capture_output=True, text=True).stdout
+            if "cluster_state:ok" in info:
+                break
+            time.sleep(0.2)
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_cluster_lists_sessions_from_every_primary(cli, cluster) -> None:
+    from redis.cluster import ClusterNode, RedisCluster
+
+    client = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", cluster[0].port)])
+    for i in range(300):
+        client.set(f"session:s{i}", b"\x81\xa7user_id\x2a" if i % 3 == 0 else b"\x81\xa7user_id\x07", ex=600)
+    client.hset("session:ahash", "a", "b")
+    per_node = [int(subprocess.run(["redis-cli", "-p", str(n.port), "dbsize"], capture_output=True, text=True).stdout)
+                for n in cluster]
+    assert all(count > 0 for count in per_node)  # the keys really are spread
+
+    url = f"redis+cluster://127.0.0.1:{cluster[0].port}"
+    listed = cli("list", "--store", url, "--format", "ndjson")
+    assert listed.exit_code == 0, listed.stderr
+    assert sorted(r["sid"] for r in listed.ndjson()) == sorted(f"s{i}" for i in range(300))
+    assert "1 hash" in listed.stderr
+    where = cli("list", "--store", url, "--where", "user_id=42", "--format", "ndjson").ndjson()
+    assert len(where) == 100
+    shown = cli("show", "s3", "--store", url, "--format", "json").json()
+    assert shown["data"] == {"user_id": 42} and 590 <= shown["ttl"] <= 600
+
+    store = open_store(url)
+    items = store.fetch([b"session:s1", b"session:s2"])
+    assert store.delete_if_unchanged(items) == 2
+    assert client.get("session:s1") is None
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def sentinel() -> t.Iterator[tuple[ServerProcess, int]]:
+    primary = start_redis(password="primary-pw")
+    port = free_port()
+    config = os.path.join(primary.workdir, "sentinel.conf")
+    with open(config, "w") as handle:
+        handle.write(
+            f"port {port}\nbind 127.0.0.1\ndir {primary.workdir}\n"
+            f"sentinel monitor sessions 127.0.0.1 {primary.port} 1\n"
+            "sentinel auth-pass sessions primary-pw\n"
+        )
+    process = subprocess.Popen([require_binary("redis-server"), config, "--sentinel"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process)
+        yield primary, port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        primary.stop()
+
+
+def test_sentinel_finds_the_primary(cli, sentinel) -> None:
+    import redis
+
+    primary, sentinel_port = sentinel
+    redis.Redis(port=primary.port, password="primary-pw").set("session:via-sentinel", b"\x81\xa1a\x01", ex=60)
+    url = f"redis+sentinel://:primary-pw@127.0.0.1:{sentinel_port}/sessions/0"
+    deadline = time.monotonic() + 10
+    while True:
+        result = cli("list", "--store", url, "--format", "ndjson")
+        if result.exit_code == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)  # the sentinel needs a moment to learn the primary
+    assert result.exit_code == 0, result.stderr
+    assert [r["sid"] for r in result.ndjson()] == ["via-sentinel"]
+    unknown = cli("list", "--store", f"redis+sentinel://127.0.0.1:{sentinel_port}/nosuchservice")
+    assert unknown.exit_code == 3 and unknown.stderr.startswith("error: ")
+    missing = cli("list", "--store", f"redis+sentinel://127.0.0.1:{sentinel_port}")
+    assert missing.exit_code == 2 and "service name" in missing.stderr
