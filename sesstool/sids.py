@@ -24,7 +24,7 @@ class SessionRef(t.NamedTuple):
     signed: bool = False
 
 
-def unsign_sid(value: str, secret_keys: t.Sequence[str]) -> str:
+def unsign_sid(value: str, secret_keys: t.Sequence[str | bytes]) -> str:
     """The session id inside a signed ``sid.signature`` value.
 
     :raises NoKey: when no secret key is known.
@@ -45,21 +45,34 @@ def unsign_sid(value: str, secret_keys: t.Sequence[str]) -> str:
     raise SignatureInvalid("the signature of the session id does not verify with any given key")
 
 
-def resolve_sid(text: str, prefix: str, secret_keys: t.Sequence[str] = ()) -> SessionRef:
+def resolve_sid(
+    text: str, prefix: str, secret_keys: t.Sequence[str | bytes] = (), cookie_name: str | None = None
+) -> SessionRef:
     """Resolve a SID argument to a :class:`SessionRef`.
 
-    :raises InvalidInput: for an empty id.
+    Besides ids, keys and signed ids, this takes what a browser holds: ``session=...``
+    or a pasted ``Cookie:`` / ``Set-Cookie:`` header line.
+
+    :raises InvalidInput: for an empty id, or a Flask cookie session (which holds
+        the data itself, not an id).
     """
+    from sesstool.cookies import extract_cookie
+
     value = text.strip()
-    if value.lower().startswith("cookie:"):
-        value = value.split(":", 1)[1].strip()
     if not value:
         raise InvalidInput("empty session id")
     if prefix and value.startswith(prefix):
         sid = value[len(prefix) :]
+        if not sid:
+            raise InvalidInput("empty session id")
         return SessionRef(sid, value.encode("utf-8", "surrogateescape"))
-    signed = _SIGNED.fullmatch(value)
-    if signed:
+    value = extract_cookie(value, cookie_name)
+    if value.count(".") >= 2:
+        raise InvalidInput(
+            "this is a Flask cookie session, not a session id: the cookie holds the data "
+            "itself (sesstool decode COOKIE shows it)"
+        )
+    if _SIGNED.fullmatch(value):
         sid = unsign_sid(value, secret_keys)
         return SessionRef(sid, (prefix + sid).encode("utf-8", "surrogateescape"), signed=True)
     return SessionRef(value, (prefix + value).encode("utf-8", "surrogateescape"))

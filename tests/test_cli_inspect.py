@@ -255,3 +255,25 @@ def test_python_dash_m_and_console_script(redis_url: str) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
+
+
+def test_session_ids_complete_from_the_store(populated) -> None:
+    from click.shell_completion import ShellComplete
+
+    from sesstool.cli.main import cli as root
+
+    url, written = populated
+    completer = ShellComplete(root, {}, "sesstool", "_SESSTOOL_COMPLETE")
+    values = [item.value for item in completer.get_completions(["show", "--store", url], "")]
+    assert written["alice"].sid in values and written["bob"].sid in values
+    narrowed = [item.value for item in completer.get_completions(["show", "--store", url], written["bob"].sid[:6])]
+    assert narrowed == [written["bob"].sid]
+    unreachable = completer.get_completions(["show", "--store", f"redis://127.0.0.1:{free_port()}/0"], "")
+    assert list(unreachable) == []
+
+
+def test_serializer_choices_match_the_codecs() -> None:
+    from sesstool.cli.options import SERIALIZER_CHOICES
+    from sesstool.serializers import CHOICES
+
+    assert SERIALIZER_CHOICES == CHOICES

@@ -9,6 +9,7 @@ import typing as t
 
 import click
 
+from sesstool.cli.completion import complete_session_ids
 from sesstool.cli.options import Settings, format_option, resolve_settings, store_options
 from sesstool.durations import format_duration
 from sesstool.env import Environment
@@ -57,7 +58,7 @@ def session_key(settings: Settings, text: str) -> bytes:
     """The store key a SID argument names (bare id, full key or signed cookie value)."""
     from sesstool.sids import resolve_sid
 
-    return resolve_sid(text, settings.prefix, settings.secret_keys).key
+    return resolve_sid(text, settings.prefix, settings.secret_keys, settings.cookie_name).key
 
 
 @click.command("list")
@@ -115,7 +116,7 @@ def _compact(value: t.Any) -> str:
 
 @click.command()
 @store_options
-@click.argument("sid", metavar="SID")
+@click.argument("sid", metavar="SID", shell_complete=complete_session_ids)
 @click.option("--raw", is_flag=True, help="Print the stored bytes as they are.")
 @format_option
 @click.pass_context

@@ -16,7 +16,10 @@ from click.core import ParameterSource
 
 from sesstool.errors import InvalidInput
 from sesstool.output import FORMATS
-from sesstool.serializers import CHOICES
+
+# The same names as sesstool.serializers.CHOICES (a test keeps them equal); spelled
+# out here so that commands which never decode a value do not import the codecs.
+SERIALIZER_CHOICES = ("auto", "msgpack", "json", "pickle")
 
 DEFAULT_STORE = "redis://localhost:6379/0"
 DEFAULT_PREFIX = "session:"
@@ -82,7 +85,7 @@ def store_options(fn: F) -> F:
     fn = app_option(fn)
     fn = click.option(
         "--serializer",
-        type=click.Choice(CHOICES),
+        type=click.Choice(SERIALIZER_CHOICES),
         envvar="SESSTOOL_SERIALIZER",
         default=None,
         help="How values are decoded; auto detects each value. [default: auto] "
@@ -113,7 +116,11 @@ class Settings:
     store_url: str = DEFAULT_STORE
     prefix: str = DEFAULT_PREFIX
     serializer: str = "auto"
-    secret_keys: list[str] = field(default_factory=list)
+    # The format the app writes (SESSION_SERIALIZATION_FORMAT). Reading stays
+    # "auto" unless --serializer says otherwise, as Flask-Session itself still
+    # reads the other formats (pickle left by Flask-Session < 0.7, for one).
+    app_serializer: str | None = None
+    secret_keys: list[str | bytes] = field(default_factory=list)
     cookie_name: str = DEFAULT_COOKIE_NAME
     lifetime: int | None = None
     # A ready client from the app's config (SESSION_REDIS / SESSION_MEMCACHED).
@@ -131,18 +138,32 @@ def _given(ctx: click.Context, name: str) -> bool:
     return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
 
-def resolve_settings(ctx: click.Context) -> Settings:
-    """Apply "explicit > env > --app > default" to the shared options of ``ctx``."""
+def resolve_settings(ctx: click.Context, *, require_store: bool = True) -> Settings:
+    """Apply "explicit > env > --app > default" to the shared options of ``ctx``.
+
+    :param require_store: whether the app must name a store sesstool supports (the
+        cookie commands only need its keys).
+    """
     params = ctx.params
     settings = Settings()
     app_import = params.get("app_import")
     if app_import:
         from sesstool.appconfig import load_app_settings
 
-        app_settings = load_app_settings(app_import)
+        app_settings = load_app_settings(app_import, require_store=require_store)
         for name, value in app_settings.as_dict().items():
-            if value is not None:
+            if value is None:
+                continue
+            if name == "serializer":
+                settings.app_serializer = value
+            else:
                 setattr(settings, name, value)
+        store_given = params.get("store_url") is not None and _given(ctx, "store_url")
+        if require_store and app_settings.store_url is None and app_settings.client is None and not store_given:
+            raise InvalidInput(
+                f"the app {app_import!r} names no session store (SESSION_TYPE is not redis or "
+                "memcached): give --store, or use `sesstool decode` for Flask's cookie sessions"
+            )
     if params.get("store_url") is not None and _given(ctx, "store_url"):
         settings.store_url = params["store_url"]
         settings.client = None

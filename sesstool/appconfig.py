@@ -1,0 +1,266 @@
+"""Read what a Flask app already knows about its sessions: ``--app IMPORT``.
+
+The app is loaded by Flask itself (:class:`flask.cli.ScriptInfo`), so ``mod:app``,
+``mod:create_app()``, ``mod:create_app('dev')``, a module holding one Flask
+instance and ``path/to/app.py`` all work exactly as with ``flask --app``; the
+current directory is on the import path and ``.flaskenv``/``.env`` are loaded as
+Flask's CLI loads them (when python-dotenv is installed). Flask is imported only
+here, when an app is asked for, so commands without ``--app`` start fast.
+
+From ``app.config`` come ``SESSION_TYPE``, ``SESSION_REDIS`` (the client object
+itself, so host, port, db, password, TLS, Sentinel and Cluster need no retyping),
+``SESSION_MEMCACHED``, ``SESSION_KEY_PREFIX``, ``SESSION_SERIALIZATION_FORMAT``,
+``SESSION_USE_SIGNER``, ``SECRET_KEY``/``SECRET_KEY_FALLBACKS``,
+``SESSION_COOKIE_NAME`` and ``PERMANENT_SESSION_LIFETIME``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import typing as t
+import warnings
+from dataclasses import dataclass
+
+from sesstool.errors import InvalidInput
+
+SUPPORTED_TYPES = ("redis", "memcached")
+# Flask-Session's own fallbacks when SESSION_REDIS / SESSION_MEMCACHED is unset.
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_MEMCACHED_URL = "memcached://127.0.0.1:11211"
+
+
+@dataclass
+class AppSettings:
+    """Session settings read from a Flask app's config.
+
+    ``None`` means "the app does not say", so the caller keeps its own value.
+
+    :param app: the loaded Flask app.
+    :param session_type: ``SESSION_TYPE`` lower-cased; ``None`` for Flask's cookie
+        sessions or a custom interface configured without it.
+    :param interface: class name of ``app.session_interface``.
+    :param store_url: a URL naming the app's store (never with a password); with a
+        ``client`` it only names the store in messages.
+    :param client: the app's ready redis / pymemcache client, when it has one.
+    :param secret_keys: ``SECRET_KEY`` first, then ``SECRET_KEY_FALLBACKS``.
+    :param lifetime: ``PERMANENT_SESSION_LIFETIME`` in whole seconds.
+    :param use_signer: ``SESSION_USE_SIGNER`` (session ids signed in the cookie).
+    :param cookie_salt: the salt of Flask's cookie sessions (``"cookie-session"``
+        unless the app's interface changes it); ``None`` for other interfaces.
+    :param cookie_digest: the name of their digest (``"sha1"``), likewise.
+    """
+
+    app: t.Any
+    session_type: str | None = None
+    interface: str = ""
+    store_url: str | None = None
+    client: t.Any = None
+    prefix: str | None = None
+    serializer: str | None = None
+    secret_keys: list[str | bytes] | None = None
+    cookie_name: str | None = None
+    lifetime: int | None = None
+    use_signer: bool | None = None
+    cookie_salt: str | None = None
+    cookie_digest: str | None = None
+
+    def as_dict(self) -> dict[str, t.Any]:
+        """The fields that :class:`sesstool.cli.options.Settings` also has."""
+        return {
+            "store_url": self.store_url,
+            "prefix": self.prefix,
+            "serializer": self.serializer,
+            "secret_keys": self.secret_keys,
+            "cookie_name": self.cookie_name,
+            "lifetime": self.lifetime,
+            "client": self.client,
+            "app": self.app,
+        }
+
+
+def load_app_settings(import_path: str, *, require_store: bool = True) -> AppSettings:
+    """Load the app ``import_path`` names and read its session settings.
+
+    :param require_store: refuse a ``SESSION_TYPE`` sesstool cannot read (commands
+        that open the store); ``replay`` passes ``False`` since it runs the app's
+        own interface, whatever its backend.
+    :raises InvalidInput: when the app cannot be loaded, or (with ``require_store``)
+        its ``SESSION_TYPE`` is neither redis nor memcached.
+    """
+    return settings_from_app(load_app(import_path), require_store=require_store)
+
+
+def app_import_from_environment() -> str | None:
+    """``FLASK_APP``, from the environment or else from ``.flaskenv``/``.env``.
+
+    Only ``replay`` falls back to this: other commands load an app only when
+    ``--app``/``SESSTOOL_APP`` asks for one.
+    """
+    value = os.environ.get("FLASK_APP")
+    if not value:
+        _load_dotenv()
+        value = os.environ.get("FLASK_APP")
+    return value or None
+
+
+def load_app(import_path: str) -> t.Any:
+    """The Flask app ``import_path`` names, loaded by Flask's own loader.
+
+    :raises InvalidInput: one line, naming the app and the app's own exception.
+    """
+    try:
+        from flask.cli import NoAppException, ScriptInfo
+    except ImportError as e:
+        raise InvalidInput(f"--app needs Flask installed next to sesstool: pip install 'sesstool[flask]' ({e})") from e
+
+    _load_dotenv()
+    info = ScriptInfo(app_import_path=import_path, set_debug_flag=False)
+    previous = os.environ.get("FLASK_RUN_FROM_CLI")
+    # As under `flask run`: an `app.run()` at module level must not start a server.
+    os.environ["FLASK_RUN_FROM_CLI"] = "true"
+    try:
+        # The app's own prints go to stderr so they cannot corrupt JSON output,
+        # and its import-time warnings (deprecations, defaults) are not ours to show.
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return info.load_app()
+    except NoAppException as e:
+        raise InvalidInput(f"cannot load app {import_path!r}: {_no_app_reason(str(e))}") from e
+    except (Exception, SystemExit) as e:  # the app's own code failed; say how, in one line
+        raise InvalidInput(f"cannot load app {import_path!r}: {_one_line(e)}") from e
+    finally:
+        if previous is None:
+            os.environ.pop("FLASK_RUN_FROM_CLI", None)
+        else:
+            os.environ["FLASK_RUN_FROM_CLI"] = previous
+
+
+def settings_from_app(app: t.Any, *, require_store: bool = True) -> AppSettings:
+    """Read the session settings of a loaded app (see :func:`load_app_settings`)."""
+    config = app.config
+    interface = app.session_interface
+    settings = AppSettings(app=app, interface=type(interface).__name__)
+
+    keys = [config.get("SECRET_KEY"), *(config.get("SECRET_KEY_FALLBACKS") or ())]
+    settings.secret_keys = [key for key in keys if key] or None
+    get_cookie_name = getattr(interface, "get_cookie_name", None)
+    settings.cookie_name = get_cookie_name(app) if callable(get_cookie_name) else None
+    settings.cookie_name = settings.cookie_name or config.get("SESSION_COOKIE_NAME")
+    settings.lifetime = int(app.permanent_session_lifetime.total_seconds())
+    settings.prefix = config.get("SESSION_KEY_PREFIX")
+    serializer = config.get("SESSION_SERIALIZATION_FORMAT")
+    settings.serializer = serializer.lower() if isinstance(serializer, str) else None
+    signer = config.get("SESSION_USE_SIGNER")
+    settings.use_signer = bool(signer) if signer is not None else None
+    _read_cookie_signing(interface, settings)
+
+    session_type = config.get("SESSION_TYPE")
+    session_type = session_type.lower() if isinstance(session_type, str) else None
+    if session_type in (None, "null"):
+        # Flask's cookie sessions, or an interface set up without SESSION_TYPE.
+        return settings
+    settings.session_type = session_type
+    if session_type == "redis":
+        settings.client = config.get("SESSION_REDIS")
+        settings.store_url = redis_client_url(settings.client) if settings.client is not None else DEFAULT_REDIS_URL
+    elif session_type == "memcached":
+        client = config.get("SESSION_MEMCACHED")
+        settings.store_url = memcached_client_url(client) if client is not None else DEFAULT_MEMCACHED_URL
+        # Only a pymemcache client can be used as it is; for another library
+        # (pylibmc, python-memcached) the URL of its servers stands in.
+        if client is not None and type(client).__module__.startswith("pymemcache."):
+            settings.client = client
+    elif require_store:
+        raise InvalidInput(
+            f"unsupported SESSION_TYPE {session_type!r}: sesstool supports {' and '.join(SUPPORTED_TYPES)}"
+        )
+    return settings
+
+
+def _read_cookie_signing(interface: t.Any, settings: AppSettings) -> None:
+    """Salt and digest of Flask's cookie sessions, which an app may override in a subclass."""
+    from flask.sessions import SecureCookieSessionInterface
+
+    if isinstance(interface, SecureCookieSessionInterface):
+        settings.cookie_salt = interface.salt
+        digest = interface.digest_method()
+        settings.cookie_digest = getattr(digest, "name", None)
+
+
+def redis_client_url(client: t.Any) -> str:
+    """A URL naming the server(s) a ready redis-py client talks to, never its password."""
+    nodes = getattr(getattr(client, "nodes_manager", None), "startup_nodes", None)
+    if nodes:  # RedisCluster
+        hosts = ",".join(f"{node.host}:{node.port}" for node in nodes.values())
+        return f"redis+cluster://{hosts}"
+    pool = getattr(client, "connection_pool", None)
+    service = getattr(pool, "service_name", None)
+    manager = getattr(pool, "sentinel_manager", None)
+    if pool is not None and service and manager is not None:  # Sentinel.master_for(...)
+        hosts = ",".join(
+            f"{s.connection_pool.connection_kwargs.get('host')}:{s.connection_pool.connection_kwargs.get('port')}"
+            for s in manager.sentinels
+        )
+        db = pool.connection_kwargs.get("db", 0)
+        return f"redis+sentinel://{hosts}/{service}/{db}"
+    kwargs: dict[str, t.Any] = getattr(pool, "connection_kwargs", None) or {}
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+    connection_class = getattr(pool, "connection_class", None)
+    tls = kwargs.get("ssl") or getattr(connection_class, "__name__", "") == "SSLConnection"
+    scheme = "rediss" if tls else "redis"
+    host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
+    return f"{scheme}://{host}:{port}/{db}"
+
+
+def memcached_client_url(client: t.Any) -> str:
+    """A ``memcached://`` URL naming the servers of a memcached client."""
+    servers: list[str] = []
+    if isinstance(getattr(client, "clients", None), dict):  # pymemcache HashClient
+        servers = [_server_text(getattr(c, "server", key)) for key, c in client.clients.items()]
+    elif getattr(client, "server", None) is not None:  # pymemcache Client / PooledClient
+        servers = [_server_text(client.server)]
+    elif getattr(client, "servers", None):  # python-memcached, pylibmc
+        servers = [_server_text(s) for s in client.servers]
+    if not servers:
+        return DEFAULT_MEMCACHED_URL
+    return "memcached://" + ",".join(servers)
+
+
+def _server_text(server: t.Any) -> str:
+    if isinstance(server, (tuple, list)) and len(server) == 2:
+        return f"{server[0]}:{server[1]}"
+    ip, port = getattr(server, "ip", None), getattr(server, "port", None)  # python-memcached _Host
+    if ip is not None and port is not None:
+        return f"{ip}:{port}"
+    return str(server)
+
+
+def _load_dotenv() -> None:
+    """``.flaskenv`` and ``.env`` as Flask's CLI loads them (and honours FLASK_SKIP_DOTENV)."""
+    try:
+        from flask.cli import load_dotenv
+        from flask.helpers import get_load_dotenv
+    except ImportError:
+        return
+    if get_load_dotenv():
+        load_dotenv()
+
+
+def _no_app_reason(message: str) -> str:
+    # Flask puts the whole traceback of an ImportError inside the app into the
+    # message; its last line names the app's own exception.
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return "no Flask app found"
+    if "Traceback" in message:
+        return lines[-1]
+    return lines[0].replace("'flask --app'", "'--app'")
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
