@@ -35,9 +35,10 @@ from sesstool.values import Markup, OpaqueObject
 #: showing such a value would exhaust Python's recursion limit further on.
 MAX_DEPTH = 200
 
-# The least number of values a pickle may expand to, and how many per byte beyond it.
-_MIN_BUDGET = 1_000_000
-_BUDGET_PER_BYTE = 8
+# How many values a pickle may expand to (shared references are copied): at least
+# this many, and beyond that a few per byte of pickle, which no honest pickle reaches.
+_MIN_BUDGET = 100_000
+_BUDGET_PER_BYTE = 4
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
@@ -198,22 +199,25 @@ _PY2_NAMES: dict[tuple[str, str], tuple[str, str]] = _compat_pickle.NAME_MAPPING
 _PY2_MODULES: dict[str, str] = _compat_pickle.IMPORT_MAPPING
 
 
-class SafeUnpickler(pickle.Unpickler):
-    """An unpickler that imports only the allow-list and never calls anything else."""
+class SafeUnpickler(pickle._Unpickler):
+    """An unpickler that imports only the allow-list and never calls anything else.
 
-    def __init__(self, file: t.IO[bytes], *, protocol: int | None = None) -> None:
-        """:param protocol: the pickle's protocol, when the caller knows it; otherwise it
-        is read from the start of a seekable ``file``. Python 2 names are mapped only
-        for protocols 0-2, as Python's own unpickler does."""
+    It is built on Python's pure-Python unpickler, not the C one: the C unpickler
+    sizes its memo by the largest index a pickle names, so ``LONG_BINPUT 2**30`` (a
+    20-byte pickle) makes it allocate and zero 8 GB. The pure-Python one keeps the
+    memo in a dict. It is slower (some 20 microseconds for a typical session), which
+    is the price of reading hostile bytes safely.
+    """
+
+    def __init__(self, file: t.IO[bytes]) -> None:
         super().__init__(file, encoding="latin1")
-        if protocol is None:
-            protocol = _peek_protocol(file)
-        self._python2_names = protocol < 3
         # Per unpickler, so that names chosen by a pickle never pile up in the process.
         self._stand_ins: dict[str, type[_StandIn]] = {}
 
     def find_class(self, module: str, name: str) -> t.Any:
-        if self._python2_names:
+        # self.proto is what the pickle's PROTO opcode said (0 when it has none); the
+        # Python 2 names apply below protocol 3, as in Python's own find_class.
+        if getattr(self, "proto", 0) < 3:  # set by load_proto; typeshed does not declare it
             module, name = _PY2_NAMES.get((module, name), (module, name))
             module = _PY2_MODULES.get(module, module)
         allowed = ALLOWED.get((module, name))
@@ -229,21 +233,6 @@ class SafeUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("persistent ids are not allowed")
 
 
-def _protocol_of(head: bytes) -> int:
-    # A pickle of protocol 2 or later starts with PROTO n; 0 and 1 have no marker.
-    return head[1] if len(head) >= 2 and head[0] == 0x80 else 0
-
-
-def _peek_protocol(file: t.IO[bytes]) -> int:
-    try:
-        start = file.tell()
-        head = file.read(2)
-        file.seek(start)
-    except (OSError, AttributeError, ValueError):
-        return 0
-    return _protocol_of(head)
-
-
 def safe_loads(data: bytes) -> t.Any:
     """Unpickle ``data`` with :class:`SafeUnpickler`; objects outside the allow-list
     come back as :class:`OpaqueObject` instances.
@@ -254,10 +243,11 @@ def safe_loads(data: bytes) -> t.Any:
         that expand far beyond the pickle's size, bare references to classes.
     """
     stream = io.BytesIO(data)
-    value = SafeUnpickler(stream, protocol=_protocol_of(bytes(data[:2]))).load()
+    value = SafeUnpickler(stream).load()
     if stream.read(1):
         raise pickle.UnpicklingError("trailing bytes after the pickle")
-    return _Plain(max(_MIN_BUDGET, _BUDGET_PER_BYTE * len(data))).convert(value, 0)
+    _Shape(max(_MIN_BUDGET, _BUDGET_PER_BYTE * len(data))).measure(value)
+    return _plain(value)
 
 
 # Values that hold nothing else: kept as they are.
@@ -269,77 +259,111 @@ _LEAVES = frozenset(
 )  # fmt: skip
 
 
-class _Plain:
+def _children(value: t.Any) -> t.Iterable[t.Any]:
+    kind = type(value)
+    if kind is dict or kind is collections.OrderedDict:
+        for key, item in value.items():
+            yield key
+            yield item
+    elif kind in (list, tuple, set, frozenset):
+        yield from value
+    elif isinstance(value, _StandIn):
+        yield from (value.args, value.state, value.items, value.calls)
+        for key, item in value.dict_items:
+            yield key
+            yield item
+
+
+class _Shape:
+    """Check that a built value is a tree of bounded size and depth, before copying it.
+
+    Sizes are kept per object, so a subtree shared a million times is measured once:
+    the check costs what the pickle holds, not what it would expand to.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.known: dict[int, tuple[int, int]] = {}  # id -> (expanded size, height)
+        self.active: set[int] = set()  # ids of the containers being measured: a cycle check
+
+    def measure(self, value: t.Any, depth: int = 0) -> tuple[int, int]:
+        """The size ``value`` expands to and its height; raise when either is too large."""
+        kind = type(value)
+        if kind in _LEAVES:
+            return 1, 0
+        key = id(value)  # every object stays alive in the tree while it is measured
+        known = self.known.get(key) or self._measure(value, key, depth)
+        if depth + known[1] > MAX_DEPTH:  # also a shared subtree met deeper than before
+            raise pickle.UnpicklingError(f"the pickle nests values more than {MAX_DEPTH} deep")
+        return known
+
+    def _measure(self, value: t.Any, key: int, depth: int) -> tuple[int, int]:
+        if depth > MAX_DEPTH:
+            raise pickle.UnpicklingError(f"the pickle nests values more than {MAX_DEPTH} deep")
+        if key in self.active:
+            raise pickle.UnpicklingError("the pickle holds a reference cycle")
+        self.active.add(key)
+        size, height = 1, 0
+        for child in _children(value):
+            child_size, child_height = self.measure(child, depth + 1)
+            size += child_size
+            height = max(height, child_height + 1)
+            if size > self.budget:
+                raise pickle.UnpicklingError("the pickle's shared references expand to too many values")
+        self.active.discard(key)
+        self.known[key] = (size, height)
+        return size, height
+
+
+def _plain(value: t.Any) -> t.Any:
     """Turn what the unpickler built into plain values and OpaqueObjects.
 
     Stand-ins become plain OpaqueObjects (so they compare and print simply), and the
     odd allow-listed objects that are no session value (a bare ``object()``, a
     ``timezone``) become OpaqueObjects naming their class, so every result can be
-    shown in the tagged form.
+    shown in the tagged form. :class:`_Shape` has checked the value first, so this
+    recursion is bounded.
     """
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self.active: set[int] = set()  # ids of the containers being converted: a cycle check
-
-    def convert(self, value: t.Any, depth: int) -> t.Any:
-        self.budget -= 1
-        if self.budget < 0:
-            raise pickle.UnpicklingError("the pickle's shared references expand to too many values")
-        kind = type(value)
-        if kind in _LEAVES:
-            return value
-        if kind is uuid.UUID:
-            # NEWOBJ + BUILD fill a UUID's slots with whatever the pickle says; only a
-            # real 128-bit int makes a UUID that can be printed.
-            number = getattr(value, "int", None)
-            if type(number) is not int or not 0 <= number < 1 << 128:
-                raise pickle.UnpicklingError("the pickle holds a UUID without a valid number")
-            return value
-        if depth >= MAX_DEPTH:
-            raise pickle.UnpicklingError(f"the pickle nests values more than {MAX_DEPTH} deep")
-        key = id(value)
-        if key in self.active:
-            raise pickle.UnpicklingError("the pickle holds a reference cycle")
-        self.active.add(key)
-        try:
-            return self._container(value, kind, depth + 1)
-        finally:
-            self.active.discard(key)
-
-    def _container(self, value: t.Any, kind: type, depth: int) -> t.Any:
-        convert = self.convert
-        if kind is dict:
-            return {convert(k, depth): convert(v, depth) for k, v in value.items()}
-        if kind is list:
-            return [convert(item, depth) for item in value]
-        if kind is tuple:
-            return tuple([convert(item, depth) for item in value])
-        if kind is set:
-            return {convert(item, depth) for item in value}
-        if kind is frozenset:
-            return frozenset([convert(item, depth) for item in value])
-        if kind is collections.OrderedDict:
-            return collections.OrderedDict([(convert(k, depth), convert(v, depth)) for k, v in value.items()])
-        if isinstance(value, _StandIn):
-            return OpaqueObject(
-                class_path=value.class_path,
-                args=convert(value.args, depth),
-                state=convert(value.state, depth),
-                items=convert(value.items, depth),
-                dict_items=[(convert(k, depth), convert(v, depth)) for k, v in value.dict_items],
-                new=value.new,
-                calls=[convert(args, depth) for args in value.calls],
-            )
-        if kind is datetime.timezone:
-            args = value.__getinitargs__()
-            return OpaqueObject(class_path="datetime.timezone", args=convert(list(args), depth))
-        if kind is uuid.SafeUUID:
-            return OpaqueObject(class_path="uuid.SafeUUID", args=[value.value])
-        if kind is object:
-            return OpaqueObject(class_path="builtins.object", new=True)
-        if isinstance(value, type) or callable(value):
-            # A pickled reference to a class or function itself, not to an object.
-            path = getattr(value, "class_path_of_type", None) or getattr(value, "__qualname__", "?")
-            raise pickle.UnpicklingError(f"the pickle holds a bare reference to {path}")
-        raise pickle.UnpicklingError(f"the pickle made a {kind.__name__}, which sesstool cannot show")
+    kind = type(value)
+    if kind in _LEAVES:
+        return value
+    if kind is dict:
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if kind is list:
+        return [_plain(item) for item in value]
+    if kind is tuple:
+        return tuple([_plain(item) for item in value])
+    if kind is set:
+        return {_plain(item) for item in value}
+    if kind is frozenset:
+        return frozenset([_plain(item) for item in value])
+    if kind is collections.OrderedDict:
+        return collections.OrderedDict([(_plain(k), _plain(v)) for k, v in value.items()])
+    if isinstance(value, _StandIn):
+        return OpaqueObject(
+            class_path=value.class_path,
+            args=_plain(value.args),
+            state=_plain(value.state),
+            items=_plain(value.items),
+            dict_items=[(_plain(k), _plain(v)) for k, v in value.dict_items],
+            new=value.new,
+            calls=[_plain(args) for args in value.calls],
+        )
+    if kind is uuid.UUID:
+        # NEWOBJ + BUILD fill a UUID's slots with whatever the pickle says; only a
+        # real 128-bit int makes a UUID that can be printed.
+        number = getattr(value, "int", None)
+        if type(number) is not int or not 0 <= number < 1 << 128:
+            raise pickle.UnpicklingError("the pickle holds a UUID without a valid number")
+        return value
+    if kind is datetime.timezone:
+        return OpaqueObject(class_path="datetime.timezone", args=list(value.__getinitargs__()))
+    if kind is uuid.SafeUUID:
+        return OpaqueObject(class_path="uuid.SafeUUID", args=[value.value])
+    if kind is object:
+        return OpaqueObject(class_path="builtins.object", new=True)
+    if isinstance(value, type) or callable(value):
+        # A pickled reference to a class or function itself, not to an object.
+        path = getattr(value, "class_path_of_type", None) or getattr(value, "__qualname__", "?")
+        raise pickle.UnpicklingError(f"the pickle holds a bare reference to {path}")
+    raise pickle.UnpicklingError(f"the pickle made a {kind.__name__}, which sesstool cannot show")

@@ -12,7 +12,6 @@ raises for what it finds in a store: bytes it cannot read are ``unknown``.
 
 from __future__ import annotations
 
-import pickle
 import typing as t
 
 import msgspec

@@ -38,6 +38,8 @@ only key is a tag name is wrapped in ``$dict`` so that it is never read as a tag
 Set members are written in a repeatable order. :func:`from_tagged` raises
 :class:`~sesstool.errors.InvalidInput` for a malformed tag; an object with one key
 that is not a tag name, or with several keys, is an ordinary dict.
+
+docs/tagged-json.md is the user-facing description, with examples.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import collections
 import datetime as dt
 import decimal
 import math
+import re
 import typing as t
 import uuid
 
@@ -61,6 +64,9 @@ TAGS = frozenset(
         "$ordereddict", "$dict", "$object", "$ext",
     }
 )  # fmt: skip
+
+
+_Clock = t.TypeVar("_Clock", dt.datetime, dt.time)
 
 
 class MsgpackExt(t.NamedTuple):
@@ -188,7 +194,7 @@ def _from_tagged(value: t.Any) -> t.Any:
     kind = type(value)
     if kind is dict:
         if len(value) == 1:
-            (tag, body), = value.items()
+            ((tag, body),) = value.items()
             if tag in TAGS:
                 try:
                     return _untag(tag, body)
@@ -217,11 +223,11 @@ def _untag(tag: str, body: t.Any) -> t.Any:
     if tag == "$frozenset":
         return frozenset(_from_tagged(item) for item in _array(body))
     if tag == "$datetime":
-        return dt.datetime.fromisoformat(_text(body))
+        return _from_iso(dt.datetime.fromisoformat, _text(body))
     if tag == "$date":
         return dt.date.fromisoformat(_text(body))
     if tag == "$time":
-        return dt.time.fromisoformat(_text(body))
+        return _from_iso(dt.time.fromisoformat, _text(body))
     if tag == "$timedelta":
         days, seconds, micros = _array(body)
         if not all(type(part) is int for part in (days, seconds, micros)):
@@ -238,9 +244,7 @@ def _untag(tag: str, body: t.Any) -> t.Any:
     if tag == "$map":
         return {_hashable(_from_tagged(k)): _from_tagged(v) for k, v in _pairs(body)}
     if tag == "$ordereddict":
-        return collections.OrderedDict(
-            (_hashable(_from_tagged(k)), _from_tagged(v)) for k, v in _pairs(body)
-        )
+        return collections.OrderedDict((_hashable(_from_tagged(k)), _from_tagged(v)) for k, v in _pairs(body))
     if tag == "$dict":
         if not isinstance(body, dict):
             raise TypeError("$dict holds an object")
@@ -264,9 +268,7 @@ def _untag(tag: str, body: t.Any) -> t.Any:
             args=_from_tagged(_array(body.get("args", []))),
             state=_from_tagged(body.get("state")),
             items=_from_tagged(_array(body.get("items", []))),
-            dict_items=[
-                (_hashable(_from_tagged(k)), _from_tagged(v)) for k, v in _pairs(body.get("dict_items", []))
-            ],
+            dict_items=[(_hashable(_from_tagged(k)), _from_tagged(v)) for k, v in _pairs(body.get("dict_items", []))],
             new=new,
             calls=[_from_tagged(_array(args)) for args in _array(body.get("calls", []))],
         )
@@ -274,6 +276,24 @@ def _untag(tag: str, body: t.Any) -> t.Any:
 
 
 _OBJECT_MEMBERS = frozenset({"class", "args", "state", "items", "dict_items", "new", "calls"})
+
+
+# An offset with fractional seconds, as isoformat() writes one: "+05:30:15.000001".
+_FINE_OFFSET = re.compile(r"([+-])(\d\d):(\d\d):(\d\d)\.(\d{6})$")
+
+
+def _from_iso(parse: t.Callable[[str], _Clock], text: str) -> _Clock:
+    # Python 3.11's fromisoformat drops an offset of a few microseconds (it reads
+    # "+00:00:00.000001" as UTC), so such offsets are applied here.
+    match = _FINE_OFFSET.search(text)
+    if match is None:
+        return parse(text)
+    sign, hours, minutes, seconds, micros = match.groups()
+    offset = dt.timedelta(hours=int(hours), minutes=int(minutes), seconds=int(seconds), microseconds=int(micros))
+    naive = parse(text[: match.start()])
+    if naive.tzinfo is not None:
+        raise ValueError("two offsets")
+    return naive.replace(tzinfo=dt.timezone(-offset if sign == "-" else offset))
 
 
 def _number(part: t.Any) -> float | int:
