@@ -99,3 +99,52 @@ class Store(t.Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+class BatchStore(Store, t.Protocol):
+    """Optional batch operations a backend may add to :class:`Store`.
+
+    The write commands reach them through :mod:`sesstool.batchops`, which falls back
+    to the :class:`Store` primitives (one call per key, or a read followed by
+    :meth:`Store.delete_if_unchanged`) for a store that lacks one, so a backend can
+    add them one at a time, where it can do better.
+    """
+
+    def fetch_idle(
+        self, keys: t.Sequence[bytes], *, min_idle: int, no_expiry_only: bool = False, values: bool = True
+    ) -> list[tuple[StoredItem, int]]:
+        """The keys idle (neither read nor written) for more than ``min_idle`` seconds,
+        each with its TTL, kind and idle seconds, and its value when ``values``; with
+        ``no_expiry_only``, only keys that never expire. Idle time is read before
+        anything touches a key, and keys that do not qualify are not read at all
+        (reading a value resets its idle time; without ``values`` nothing is read).
+
+        :raises StoreError: when the store cannot report idle time.
+        """
+
+    def delete_idle(
+        self, keys: t.Sequence[bytes], *, min_idle: int, no_expiry_only: bool = False
+    ) -> tuple[int, dict[str, int]]:
+        """Delete the session keys still idle for more than ``min_idle`` seconds (and,
+        with ``no_expiry_only``, without expiry), each checked and deleted in one
+        atomic step without reading its value.
+
+        :returns: how many were deleted, and counts by type of idle keys that are not
+            session values (Redis hashes, lists, ...), which are left alone.
+        """
+
+    def unlink_prefix(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[tuple[int, int]]:
+        """Delete every key under ``prefix`` as the scan finds it, unconditionally;
+        yield ``(keys seen, keys deleted)`` per batch (``purge --all``)."""
+
+    def delete_each(self, keys: t.Sequence[bytes]) -> list[bool]:
+        """Delete keys; for each, whether it existed."""
+
+    def set_many(self, entries: t.Sequence[tuple[bytes, bytes, int | None]]) -> None:
+        """:meth:`set` each ``(key, value, ttl)``, in as few round trips as possible."""
+
+    def add_many(self, entries: t.Sequence[tuple[bytes, bytes, int | None]]) -> list[bool]:
+        """:meth:`add` each ``(key, value, ttl)``; for each, whether it was written."""
+
+    def compare_and_set_many(self, pairs: t.Sequence[tuple[StoredItem, bytes]]) -> list[bool]:
+        """:meth:`compare_and_set` each ``(item, new value)``, each atomic on its own."""

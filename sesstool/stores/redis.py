@@ -63,6 +63,72 @@ return deleted
 """
 
 
+# Idle time first (a GET would reset it; TYPE and PTTL do not), then, for keys idle
+# for more than ARGV[1] seconds (and, when ARGV[2] is '1', without expiry), their
+# PTTL, type and, when ARGV[3] is '1', value. Keys that do not qualify are not read,
+# so their idle time stays as it was. Per key: idle (false when gone), pttl, and the
+# value, or {type} for a key not read or of another type, or false.
+_FETCH_IDLE = """
+local min_idle = tonumber(ARGV[1])
+local no_expiry_only = ARGV[2] == '1'
+local with_values = ARGV[3] == '1'
+local out = {}
+for i, key in ipairs(KEYS) do
+  local idle = redis.pcall('OBJECT', 'IDLETIME', key)
+  if type(idle) == 'table' and idle.err then
+    return redis.error_reply(idle.err)
+  end
+  out[3 * i - 2] = idle or false
+  out[3 * i - 1] = false
+  out[3 * i] = false
+  if idle and idle > min_idle then
+    local pttl = redis.call('PTTL', key)
+    if pttl ~= -2 and (not no_expiry_only or pttl == -1) then
+      local kind = redis.call('TYPE', key).ok
+      out[3 * i - 1] = pttl
+      if with_values and kind == 'string' then
+        out[3 * i] = redis.call('GET', key)
+      else
+        out[3 * i] = {kind}
+      end
+    end
+  end
+end
+return out
+"""
+
+# Unlink each string key still idle for more than ARGV[1] seconds (and, when ARGV[2]
+# is '1', without expiry): selection and deletion in one atomic step, nothing read.
+# Returns {deleted, {type of each idle key that is not a string}}.
+_DELETE_IDLE = """
+local min_idle = tonumber(ARGV[1])
+local no_expiry_only = ARGV[2] == '1'
+local deleted = 0
+local others = {}
+for i, key in ipairs(KEYS) do
+  local idle = redis.pcall('OBJECT', 'IDLETIME', key)
+  if type(idle) == 'table' and idle.err then
+    return redis.error_reply(idle.err)
+  end
+  if idle and idle > min_idle and (not no_expiry_only or redis.call('PTTL', key) == -1) then
+    local kind = redis.call('TYPE', key).ok
+    if kind == 'string' then
+      redis.call('UNLINK', key)
+      deleted = deleted + 1
+    else
+      others[#others + 1] = kind
+    end
+  end
+end
+return {deleted, others}
+"""
+
+_LFU_MESSAGE = (
+    "{where} cannot report idle time: its maxmemory-policy is an LFU policy "
+    "(idle time needs an LRU or noeviction policy)"
+)
+
+
 def _seconds(pttl_ms: int) -> int | None:
     """Redis's own rounding of PTTL to TTL, so figures match ``redis-cli ttl``."""
     if pttl_ms < 0:
@@ -90,6 +156,8 @@ class RedisStore:
         self.is_cluster = hasattr(client, "get_primaries")
         self._cas = client.register_script(_COMPARE_AND_SET)
         self._delete_unchanged = client.register_script(_DELETE_IF_UNCHANGED)
+        self._fetch_idle = client.register_script(_FETCH_IDLE)
+        self._delete_idle = client.register_script(_DELETE_IDLE)
 
     # -- reading ---------------------------------------------------------------
 
@@ -214,6 +282,102 @@ class RedisStore:
                 raise StoreError(f"{self.describe()}: OBJECT IDLETIME failed: {reply}")
         return [None if r is None else int(r) for r in replies]
 
+    def fetch_idle(
+        self, keys: t.Sequence[bytes], *, min_idle: int, no_expiry_only: bool = False, values: bool = True
+    ) -> list[tuple[StoredItem, int]]:
+        """Keys idle for more than ``min_idle`` seconds, with TTL, kind, idle time and
+        (with ``values``) value.
+
+        One round trip: a Lua script reads ``OBJECT IDLETIME`` before anything else (a
+        GET resets idle time) and never reads keys that do not qualify; without
+        ``values`` it reads none at all, so a dry run leaves idle times as they were.
+        """
+        if not keys:
+            return []
+        if self.is_cluster:
+            return self._fetch_idle_pipelined(keys, min_idle, no_expiry_only, values)
+        flat = self._idle_script(self._fetch_idle, keys, min_idle, no_expiry_only, "1" if values else "0")
+        selected = []
+        for index, key in enumerate(keys):
+            idle, pttl, value = flat[3 * index : 3 * index + 3]
+            if value is None:
+                continue
+            if isinstance(value, list):
+                kind = value[0].decode() if isinstance(value[0], bytes) else str(value[0])
+                item = StoredItem(key, None, _seconds(pttl), kind=kind, ttl_ms=pttl)
+            else:
+                item = StoredItem(key, value, _seconds(pttl), ttl_ms=pttl)
+            selected.append((item, int(idle)))
+        return selected
+
+    def delete_idle(
+        self, keys: t.Sequence[bytes], *, min_idle: int, no_expiry_only: bool = False
+    ) -> tuple[int, dict[str, int]]:
+        """Unlink the string keys still idle for more than ``min_idle`` seconds (and,
+        with ``no_expiry_only``, without expiry), each checked and deleted atomically.
+
+        :returns: how many were deleted, and the types of idle keys that are not strings.
+        """
+        if not keys:
+            return 0, {}
+        if self.is_cluster:
+            deleted, others = 0, dict[str, int]()
+            for key in keys:
+                count, kinds = self._delete_idle_keys([key], min_idle, no_expiry_only)
+                deleted += count
+                for kind, n in kinds.items():
+                    others[kind] = others.get(kind, 0) + n
+            return deleted, others
+        return self._delete_idle_keys(keys, min_idle, no_expiry_only)
+
+    def _delete_idle_keys(
+        self, keys: t.Sequence[bytes], min_idle: int, no_expiry_only: bool
+    ) -> tuple[int, dict[str, int]]:
+        deleted, kinds = self._idle_script(self._delete_idle, keys, min_idle, no_expiry_only)
+        others: dict[str, int] = {}
+        for kind in kinds:
+            name = kind.decode() if isinstance(kind, bytes) else str(kind)
+            others[name] = others.get(name, 0) + 1
+        return int(deleted), others
+
+    def _idle_script(self, script: t.Any, keys: t.Sequence[bytes], min_idle: int, no_expiry_only: bool,
+                     *extra: str) -> t.Any:
+        with self._errors():
+            try:
+                return script(keys=list(keys), args=[min_idle, "1" if no_expiry_only else "0", *extra])
+            except ResponseError as e:
+                if "LFU" in str(e):
+                    raise StoreError(_LFU_MESSAGE.format(where=self.describe())) from e
+                raise
+
+    def _fetch_idle_pipelined(
+        self, keys: t.Sequence[bytes], min_idle: int, no_expiry_only: bool, values: bool
+    ) -> list[tuple[StoredItem, int]]:
+        # Cluster: a script may not span slots. Idle times in one pipeline, then only
+        # the qualifying keys: their TTL and type (which leave idle time alone) and,
+        # when asked, their values.
+        idles = self.idle_seconds(keys)
+        chosen = [(key, idle) for key, idle in zip(keys, idles, strict=True) if idle is not None and idle > min_idle]
+        if values:
+            items = self.fetch([key for key, _ in chosen])
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            for key, _ in chosen:
+                pipe.pttl(key)
+                pipe.type(key)
+            with self._errors():
+                replies = pipe.execute()
+            items = [
+                StoredItem(key, None, _seconds(pttl), kind=kind.decode() if isinstance(kind, bytes) else str(kind),
+                           ttl_ms=pttl)
+                for (key, _), pttl, kind in zip(chosen, replies[0::2], replies[1::2], strict=True)
+            ]
+        return [
+            (item, idle)
+            for item, (_, idle) in zip(items, chosen, strict=True)
+            if item.kind != MISSING and (not no_expiry_only or item.ttl_ms == -1)
+        ]
+
     # -- writing ---------------------------------------------------------------
 
     def set(self, key: bytes, value: bytes, ttl: int | None) -> None:
@@ -252,6 +416,78 @@ class RedisStore:
             for item in candidates:
                 args += [item.value, -1 if item.ttl_ms is None else item.ttl_ms]
             return int(self._delete_unchanged(keys=[item.key for item in candidates], args=args))
+
+    def unlink_prefix(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[tuple[int, int]]:
+        """Unlink every key under ``prefix``, any type; yield (keys seen, keys deleted) per batch.
+
+        Each round trip carries the UNLINK of one batch and the SCAN for the next,
+        so deleting costs no round trip of its own.
+        """
+        if self.is_cluster:
+            # Multi-key UNLINK may not span slots: delete() pipelines per key there.
+            for keys in self.scan_keys(prefix, batch=batch):
+                yield len(keys), self.delete(keys)
+            return
+        pattern = _glob_escape(prefix) + b"*"
+        count = max(batch, 10)
+        with self._errors():
+            cursor, keys = self.client.scan(cursor=0, match=pattern, count=count)
+        while True:
+            if cursor == 0:
+                if keys:
+                    with self._errors():
+                        yield len(keys), int(self.client.unlink(*keys))
+                return
+            pipe = self.client.pipeline(transaction=False)
+            if keys:
+                pipe.unlink(*keys)
+            pipe.scan(cursor=cursor, match=pattern, count=count)
+            with self._errors():
+                replies = pipe.execute()
+            if keys:
+                yield len(keys), int(replies[0])
+            cursor, keys = replies[-1]
+
+    def delete_each(self, keys: t.Sequence[bytes]) -> list[bool]:
+        if not keys:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.unlink(key)
+        with self._errors():
+            return [bool(n) for n in pipe.execute()]
+
+    def set_many(self, entries: t.Sequence[tuple[bytes, bytes, int | None]]) -> None:
+        if not entries:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key, value, ttl in entries:
+            pipe.set(key, value, ex=ttl if ttl and ttl > 0 else None)
+        with self._errors():
+            pipe.execute()
+
+    def add_many(self, entries: t.Sequence[tuple[bytes, bytes, int | None]]) -> list[bool]:
+        if not entries:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for key, value, ttl in entries:
+            pipe.set(key, value, ex=ttl if ttl and ttl > 0 else None, nx=True)
+        with self._errors():
+            return [bool(reply) for reply in pipe.execute()]
+
+    def compare_and_set_many(self, pairs: t.Sequence[tuple[StoredItem, bytes]]) -> list[bool]:
+        if self.is_cluster:
+            return [self.compare_and_set(item, value) for item, value in pairs]
+        writable = [(item, value) for item, value in pairs if item.value is not None]
+        if not writable:
+            return [False] * len(pairs)
+        # Each script runs atomically on its own; the pipeline only saves round trips.
+        pipe = self.client.pipeline(transaction=False)
+        for item, value in writable:
+            self._cas(keys=[item.key], args=[item.value, value], client=pipe)
+        with self._errors():
+            replies = iter(pipe.execute())
+        return [bool(next(replies)) if item.value is not None else False for item, _ in pairs]
 
     def _delete_one_if_unchanged(self, item: StoredItem) -> int:
         pttl = -1 if item.ttl_ms is None else item.ttl_ms

@@ -1,0 +1,257 @@
+"""``export`` and ``import``: sessions as NDJSON records, and back, exactly.
+
+An export line is the contract's session record with ``data`` in the lossless
+tagged form (:mod:`sesstool.tagged`)::
+
+    {"sid": "abc", "key": "session:abc", "ttl": 2678399, "size": 93,
+     "serializer": "msgpack", "data": {"user_id": 42, "_permanent": true}}
+
+plus one field when needed, ``"raw"``: the stored bytes, standard base64. It is
+present exactly when importing ``data`` alone would not write the stored bytes back:
+a value nothing decodes (``serializer: "unknown"``, ``data: null``), a pickle holding
+objects of the app's own classes (shown as ``$object``, never re-created), a pickle
+of another protocol than Python's default or one that shares an object between two
+places (a memo reference), or any other value whose encoding differs from what
+sesstool writes. So every session comes back byte for byte.
+
+``import`` writes each record under the current ``--prefix`` plus its ``sid`` (the
+original key when the prefix is the same), with its TTL (``null``: no expiry) and
+serializer. When a record has ``raw`` and ``data`` still describes it, ``raw`` is
+written; when ``data`` was edited in the file, ``data`` is encoded (and must be
+something the serializer holds exactly). A record without ``serializer`` is msgpack,
+Flask-Session 0.8's default.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import typing as t
+from dataclasses import dataclass
+
+from sesstool import batchops, serializers
+from sesstool.errors import InvalidInput, UndecodableValue
+from sesstool.fidelity import encode_exact, encode_unchecked, fingerprint
+from sesstool.listing import ScanCounters, iter_decoded
+from sesstool.output import dumps, encode_line
+from sesstool.pacing import Pacer
+from sesstool.records import Decoded, decode_item, make_record
+from sesstool.selectors import Predicate
+from sesstool.stores.base import Store
+from sesstool.tagged import from_tagged
+
+SERIALIZER_NAMES = (*serializers.SERIALIZERS, serializers.UNKNOWN)
+
+
+def export_record(decoded: Decoded, prefix_length: int) -> dict[str, t.Any]:
+    """The export line for one session (a contract record with ``data``, maybe ``raw``)."""
+    record = make_record(decoded, prefix_length, with_data=True)
+    value = decoded.item.value
+    if value is not None and _import_would_write(record) != value:
+        record["raw"] = base64.b64encode(value).decode("ascii")
+    return record
+
+
+def _import_would_write(record: dict[str, t.Any]) -> bytes | None:
+    """The bytes ``import`` would write for ``record`` (without ``raw``), found by
+    running the import path on the record's JSON text: data rebuilt from text no
+    longer shares objects the way a pickle's memo did, and import writes pickles
+    with Python's default protocol, so only this says whether data alone is enough."""
+    serializer = record["serializer"]
+    if record["data"] is None or serializer == serializers.UNKNOWN:
+        return None
+    # Object identity matters only to pickle; msgpack and json skip the text round trip.
+    tagged = json.loads(dumps(record["data"])) if serializer == "pickle" else record["data"]
+    try:
+        return encode_unchecked(from_tagged(tagged), serializer)
+    except InvalidInput:
+        return None
+
+
+def iter_export(
+    store: Store,
+    prefix: str,
+    *,
+    serializer: str = "auto",
+    where: Predicate | None = None,
+    batch: int = 1000,
+    pacer: Pacer | None = None,
+    counters: ScanCounters | None = None,
+    on_batch: t.Callable[[int], None] | None = None,
+) -> t.Iterator[dict[str, t.Any]]:
+    """Export records of every session under ``prefix`` that ``where`` selects."""
+
+    def after_batch(count: int) -> None:
+        if pacer is not None:
+            pacer.pace(count)
+        if on_batch is not None:
+            on_batch(count)
+
+    prefix_length = len(prefix)
+    for decoded in iter_decoded(store, prefix, serializer=serializer, where=where, counters=counters,
+                                batch=batch, on_batch=after_batch):
+        yield export_record(decoded, prefix_length)
+
+
+class BackupFile:
+    """``purge --backup``: export lines of the sessions about to be deleted, each batch
+    flushed and fsynced before that batch is deleted.
+
+    :raises InvalidInput: when the file exists (a backup is never overwritten) or
+        cannot be created.
+    """
+
+    def __init__(self, path: str, prefix: str) -> None:
+        self.path = path
+        self.prefix_length = len(prefix)
+        self.count = 0
+        try:
+            self._handle = open(path, "xb")  # noqa: SIM115 - closed by close()
+        except FileExistsError:
+            raise InvalidInput(f"backup file {path} already exists: choose a new name") from None
+        except OSError as e:
+            raise InvalidInput(f"cannot create backup file {path}: {e.strerror or e}") from e
+
+    def write(self, selected: t.Sequence[Decoded]) -> None:
+        lines = []
+        for decoded in selected:
+            if decoded.data is None and decoded.item.value is not None:
+                decoded = decode_item(decoded.item)
+            lines.append(encode_line(export_record(decoded, self.prefix_length)))
+        try:
+            self._handle.write(b"".join(lines))
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as e:
+            raise InvalidInput(f"cannot write backup file {self.path}: {e.strerror or e}") from e
+        self.count += len(lines)
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+# -- import ----------------------------------------------------------------------------
+
+
+@dataclass
+class ImportResult:
+    imported: int = 0
+    skipped: int = 0
+
+    def as_json(self) -> dict[str, int]:
+        return {"imported": self.imported, "skipped": self.skipped}
+
+
+Entry = tuple[bytes, bytes, "int | None"]
+
+
+def parse_record(line: str, prefix: str) -> Entry:
+    """The key, bytes and TTL an export line stands for.
+
+    :raises InvalidInput: for a malformed record.
+    :raises UndecodableValue: when ``data`` holds what its serializer cannot hold.
+    """
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise InvalidInput(f"not JSON ({e.msg} at column {e.colno})") from e
+    if not isinstance(record, dict):
+        raise InvalidInput("not a session record (a JSON object)")
+    key = _record_key(record, prefix)
+    ttl = record.get("ttl")
+    if ttl is not None and (type(ttl) is not int or ttl < 0):
+        raise InvalidInput(f"ttl must be a whole number of seconds or null, not {ttl!r}")
+    if ttl == 0:
+        ttl = 1  # alive when exported, rounded down to 0: keep it expiring, never "no expiry"
+    serializer = record.get("serializer", "msgpack")
+    if serializer not in SERIALIZER_NAMES:
+        raise InvalidInput(f"unknown serializer {serializer!r}: use {', '.join(SERIALIZER_NAMES)}")
+    return key, _record_value(record, serializer), ttl
+
+
+def _record_key(record: dict[str, t.Any], prefix: str) -> bytes:
+    sid = record.get("sid")
+    if sid is None and isinstance(record.get("key"), str):
+        if not record["key"].startswith(prefix):
+            raise InvalidInput(f"key {record['key']!r} is not under the prefix {prefix!r}: pass --prefix")
+        sid = record["key"][len(prefix) :]
+    if not isinstance(sid, str) or not sid:
+        raise InvalidInput('a record needs "sid" (or "key")')
+    return (prefix + sid).encode("utf-8", "surrogateescape")
+
+
+def _record_value(record: dict[str, t.Any], serializer: str) -> bytes:
+    raw_text = record.get("raw")
+    data = from_tagged(record["data"]) if record.get("data") is not None else None
+    if data is not None and not isinstance(data, dict):
+        raise InvalidInput("data must be a JSON object")
+    if raw_text is not None:
+        try:
+            raw = base64.b64decode(raw_text, validate=True) if isinstance(raw_text, str) else None
+        except binascii.Error:
+            raw = None
+        if raw is None:
+            raise InvalidInput("raw must be standard base64")
+        if data is None:
+            return raw
+        _, stored = serializers.decode(raw, serializer if serializer != serializers.UNKNOWN else "auto")
+        if stored is not None and fingerprint(stored) == fingerprint(data):
+            return raw
+    if data is None:
+        raise InvalidInput('a record needs "data" (or "raw")')
+    if serializer == serializers.UNKNOWN:
+        raise InvalidInput('serializer "unknown" needs "raw" with the stored bytes')
+    return encode_exact(data, serializer)
+
+
+def import_records(
+    store: Store,
+    lines: t.Iterable[str],
+    prefix: str,
+    *,
+    skip_existing: bool = False,
+    batch: int = 1000,
+    pacer: Pacer | None = None,
+    on_batch: t.Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Write exported records back, a batch per round trip.
+
+    Stops at the first invalid record; the records before it are written.
+
+    :raises InvalidInput: (exit 2) or :class:`UndecodableValue` (exit 4) naming the
+        line of the first bad record.
+    """
+    result = ImportResult()
+    pending: list[Entry] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        if skip_existing:
+            written = sum(batchops.add_many(store, pending))
+            result.imported += written
+            result.skipped += len(pending) - written
+        else:
+            batchops.set_many(store, pending)
+            result.imported += len(pending)
+        if pacer is not None:
+            pacer.pace(len(pending))
+        if on_batch is not None:
+            on_batch(len(pending))
+        pending.clear()
+
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            pending.append(parse_record(line, prefix))
+        except (InvalidInput, UndecodableValue) as e:
+            flush()
+            done = f"; {result.imported:,} sessions before it were imported" if result.imported else ""
+            raise type(e)(f"line {number}: {e.message}{done}") from e
+        if len(pending) >= batch:
+            flush()
+    flush()
+    return result
