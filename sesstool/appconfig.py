@@ -168,10 +168,9 @@ def settings_from_app(app: t.Any, *, require_store: bool = True) -> AppSettings:
     elif session_type == "memcached":
         client = config.get("SESSION_MEMCACHED")
         settings.store_url = memcached_client_url(client) if client is not None else DEFAULT_MEMCACHED_URL
-        # Only a pymemcache client can be used as it is; for another library
-        # (pylibmc, python-memcached) the URL of its servers stands in.
-        if client is not None and type(client).__module__.startswith("pymemcache."):
-            settings.client = client
+        # The client itself, not just its servers: open_memcached reads from it how
+        # the app spreads keys (rendezvous, python-memcached's crc32, pylibmc's modula).
+        settings.client = client
     elif require_store:
         raise InvalidInput(
             f"unsupported SESSION_TYPE {session_type!r}: sesstool supports {' and '.join(SUPPORTED_TYPES)}"
