@@ -79,13 +79,34 @@ def main() -> None:
         assert listing.returncode == 0 and where.returncode == 0
         naive = naive_loop_rate(port, min(args.sample, n))
         rows += [
-            ["redis-cli --scan --pattern 'session:*' (baseline)", f"{scan.seconds:.2f}", f"{n / scan.seconds:,.0f}", "1.00", "-"],
-            ["sesstool list --format ndjson", f"{listing.seconds:.2f}", f"{n / listing.seconds:,.0f}",
-             f"{listing.seconds / scan.seconds:.2f}", f"{listing.max_rss_mb:.0f} MB (N/10: {rss_small:.0f} MB)"],
-            ["sesstool list --where user_id=42", f"{where.seconds:.2f}", f"{n / where.seconds:,.0f}",
-             f"{where.seconds / scan.seconds:.2f}", f"{where.max_rss_mb:.0f} MB"],
-            [f"naive redis-py loop (ttl+get per key, {min(args.sample, n):,} keys)", f"{n / naive:.2f} (extrapolated)",
-             f"{naive:,.0f}", f"{(n / naive) / scan.seconds:.2f}", "-"],
+            [
+                "redis-cli --scan --pattern 'session:*' (baseline)",
+                f"{scan.seconds:.2f}",
+                f"{n / scan.seconds:,.0f}",
+                "1.00",
+                "-",
+            ],
+            [
+                "sesstool list --format ndjson",
+                f"{listing.seconds:.2f}",
+                f"{n / listing.seconds:,.0f}",
+                f"{listing.seconds / scan.seconds:.2f}",
+                f"{listing.max_rss_mb:.0f} MB (N/10: {rss_small:.0f} MB)",
+            ],
+            [
+                "sesstool list --where user_id=42",
+                f"{where.seconds:.2f}",
+                f"{n / where.seconds:,.0f}",
+                f"{where.seconds / scan.seconds:.2f}",
+                f"{where.max_rss_mb:.0f} MB",
+            ],
+            [
+                f"naive redis-py loop (ttl+get per key, {min(args.sample, n):,} keys)",
+                f"{n / naive:.2f} (extrapolated)",
+                f"{naive:,.0f}",
+                f"{(n / naive) / scan.seconds:.2f}",
+                "-",
+            ],
         ]
         print(f"\nRead path, {n:,} sessions (best of {args.runs}); ratio = time / redis-cli --scan time")
         print(table(rows, ["command", "seconds", "sessions/s", "ratio", "peak RSS"]))
@@ -95,9 +116,16 @@ def main() -> None:
         decode_start = cold_start([SESSTOOL, "decode", "eyJ1c2VyX2lkIjo0Mn0.aT9ZQw.Xj8c1o2m3QeVQw1xW4vR2bW9yZXg"])
         python_start = cold_start([sys.executable, "-c", "pass"])
         print("\nCold start (median of 15)")
-        print(table([["python -c pass", f"{python_start * 1000:.0f} ms"],
-                     ["sesstool --help", f"{help_start * 1000:.0f} ms"],
-                     ["sesstool decode COOKIE", f"{decode_start * 1000:.0f} ms"]], ["command", "wall"]))
+        print(
+            table(
+                [
+                    ["python -c pass", f"{python_start * 1000:.0f} ms"],
+                    ["sesstool --help", f"{help_start * 1000:.0f} ms"],
+                    ["sesstool decode COOKIE", f"{decode_start * 1000:.0f} ms"],
+                ],
+                ["command", "wall"],
+            )
+        )
 
         try:
             from redis_writes import run_write_benchmarks

@@ -61,8 +61,12 @@ def session_values(n: int, seed: int = 7) -> t.Iterator[tuple[bytes, bytes]]:
     rng = random.Random(seed)
     for i in range(n):
         user_id = 42 if i % 1000 == 0 else rng.randrange(1000, 10_000_000)
-        data = {"_permanent": True, "user_id": user_id, "csrf_token": secrets.token_hex(20),
-                "cart": {"items": [rng.randrange(100) for _ in range(3)]}}
+        data = {
+            "_permanent": True,
+            "user_id": user_id,
+            "csrf_token": secrets.token_hex(20),
+            "cart": {"items": [rng.randrange(100) for _ in range(3)]},
+        }
         yield b"session:" + secrets.token_urlsafe(32).encode(), encode(data)
 
 
@@ -72,8 +76,10 @@ def load_redis(port: int, n: int) -> None:
     with tempfile.NamedTemporaryFile(suffix=".resp", delete=False) as out:
         chunk = []
         for key, value in session_values(n):
-            chunk.append(b"*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$2\r\nEX\r\n$%d\r\n%s\r\n" % (
-                len(key), key, len(value), value, len(ttl), ttl))
+            chunk.append(
+                b"*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$2\r\nEX\r\n$%d\r\n%s\r\n"
+                % (len(key), key, len(value), value, len(ttl), ttl)
+            )
             if len(chunk) >= 10_000:
                 out.write(b"".join(chunk))
                 chunk = []
@@ -113,7 +119,9 @@ def best_of(runs: int, argv: list[str] | str, **kwargs: t.Any) -> Timed:
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+    lines = [
+        "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
     return "\n".join(lines)

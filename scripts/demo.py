@@ -66,8 +66,11 @@ def fill(url: str) -> list[str]:
     for fmt, signer, users in (("msgpack", False, [42, 7, 42]), ("json", False, [99]), ("msgpack", True, [42])):
         app = Flask("demo")
         app.config.update(
-            SECRET_KEY="demo-secret", SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(url),
-            SESSION_SERIALIZATION_FORMAT=fmt, SESSION_USE_SIGNER=signer,
+            SECRET_KEY="demo-secret",
+            SESSION_TYPE="redis",
+            SESSION_REDIS=redis.Redis.from_url(url),
+            SESSION_SERIALIZATION_FORMAT=fmt,
+            SESSION_USE_SIGNER=signer,
             PERMANENT_SESSION_LIFETIME=timedelta(days=31),
         )
         with warnings.catch_warnings():

@@ -18,9 +18,7 @@ def parse_duration(text: str) -> int:
     """
     match = _DURATION.fullmatch(text.strip().lower())
     if not match:
-        raise InvalidInput(
-            f"invalid duration {text!r}: use seconds (90) or a number with s, m, h or d (15m, 7d)"
-        )
+        raise InvalidInput(f"invalid duration {text!r}: use seconds (90) or a number with s, m, h or d (15m, 7d)")
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
@@ -36,8 +34,7 @@ def parse_time(text: str) -> datetime:
         moment = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidInput(
-            f"invalid time {text!r}: use ISO 8601 with an offset "
-            "(2026-12-01T09:00:00+00:00) or a Unix timestamp"
+            f"invalid time {text!r}: use ISO 8601 with an offset (2026-12-01T09:00:00+00:00) or a Unix timestamp"
         ) from None
     if moment.tzinfo is None:
         raise InvalidInput(f"time {text!r} has no UTC offset: add one, e.g. +00:00")

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 from sesstool import serializers
 from sesstool.errors import InvalidInput, NotFound, UndecodableValue
+from sesstool.output import RecordBatches
 from sesstool.records import Decoded, decode_item, key_text, make_record
 from sesstool.selectors import Predicate
-from sesstool.stores.base import STRING, Store
+from sesstool.stores.base import STRING, Columns, Store
 
 SORT_FIELDS = ("key", "ttl", "size")
 DEFAULT_BATCH = 1000
@@ -71,37 +72,76 @@ def iter_plain_records(
     serializer: str = "auto",
     counters: ScanCounters | None = None,
     batch: int = DEFAULT_BATCH,
+    limit: int | None = None,
     on_batch: t.Callable[[int], None] | None = None,
-) -> t.Iterator[dict[str, t.Any]]:
+) -> RecordBatches:
     """Records without data for every session under ``prefix``: the plain ``list``.
 
-    The same records as ``iter_records(iter_decoded(...))``, in one loop, because
-    this is the path that runs over millions of keys.
+    The same records as ``iter_records(iter_decoded(...))``, built a store batch
+    at a time in one tight loop, because this is the path that runs over millions
+    of keys (``output`` encodes each batch with one call).
     """
     counters = counters if counters is not None else ScanCounters()
+    return RecordBatches(_plain_batches(store, prefix, serializer, counters, batch, limit, on_batch))
+
+
+def _plain_batches(
+    store: Store,
+    prefix: str,
+    serializer: str,
+    counters: ScanCounters,
+    batch: int,
+    limit: int | None,
+    on_batch: t.Callable[[int], None] | None,
+) -> t.Iterator[list[dict[str, t.Any]]]:
     decode = serializers.decode
     prefix_length = len(prefix)
-    for items in store.scan(prefix.encode("utf-8"), batch=batch):
-        counters.scanned += len(items)
-        for item in items:
-            value = item.value
+    left = limit
+    for keys, values, pttls, kinds in _columns(store, prefix.encode("utf-8"), batch):
+        counters.scanned += len(keys)
+        for kind in kinds.values():
+            counters.other_types[kind] = counters.other_types.get(kind, 0) + 1
+        records = []
+        for key_bytes, value, pttl in zip(keys, values, pttls, strict=True):
             if value is None:
-                counters.other_types[item.kind] = counters.other_types.get(item.kind, 0) + 1
                 continue
             try:
-                key = item.key.decode("utf-8")
+                key = key_bytes.decode("utf-8")
             except UnicodeDecodeError:
-                key = key_text(item.key)
-            yield {
-                "sid": key[prefix_length:],
-                "key": key,
-                "ttl": item.ttl,
-                "size": len(value),
-                "serializer": decode(value, serializer)[0],
-            }
-        counters.matched = counters.scanned
+                key = key_text(key_bytes)
+            records.append(
+                {
+                    "sid": key[prefix_length:],
+                    "key": key,
+                    "ttl": None if pttl < 0 else (pttl + 500) // 1000,
+                    "size": len(value),
+                    "serializer": decode(value, serializer)[0],
+                }
+            )
+        counters.matched += len(records)
+        if left is not None:
+            records = records[:left]
+            left -= len(records)
+        yield records
         if on_batch is not None:
-            on_batch(len(items))
+            on_batch(len(keys))
+        if left == 0:
+            return
+
+
+def _columns(store: Store, prefix: bytes, batch: int) -> t.Iterator[Columns]:
+    """The store's batches as :class:`Columns` (natively where the store offers them)."""
+    scan_columns = getattr(store, "scan_columns", None)
+    if scan_columns is not None:
+        yield from scan_columns(prefix, batch=batch)
+        return
+    for items in store.scan(prefix, batch=batch):
+        yield Columns(
+            [item.key for item in items],
+            [item.value if item.kind == STRING else None for item in items],
+            [-1 if item.ttl is None else item.ttl * 1000 for item in items],
+            {i: item.kind for i, item in enumerate(items) if item.kind != STRING},
+        )
 
 
 def iter_records(

@@ -29,6 +29,21 @@ def encode_line(value: t.Any) -> bytes:
     return _encoder.encode(value) + b"\n"
 
 
+class RecordBatches:
+    """Records that arrive a list at a time; iterating yields the records one by one.
+
+    NDJSON output encodes each list with one encoder call, which matters when a
+    listing streams millions of records.
+    """
+
+    def __init__(self, batches: t.Iterable[list[dict[str, t.Any]]]) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> t.Iterator[dict[str, t.Any]]:
+        for batch in self.batches:
+            yield from batch
+
+
 class Column(t.NamedTuple):
     """A table/CSV column: the record field, its header and how to show a value."""
 
@@ -90,6 +105,11 @@ def _ndjson(env: Environment, records: t.Iterable[dict[str, t.Any]]) -> int:
     count = 0
     stream = env.stdout
     buffer = getattr(stream, "buffer", None)
+    if isinstance(records, RecordBatches):
+        for batch in records.batches:
+            count += _write_lines(stream, buffer, batch)
+        stream.flush()
+        return count
     chunk: list[dict[str, t.Any]] = []
     for record in records:
         chunk.append(record)
@@ -145,7 +165,9 @@ def _csv(env: Environment, records: t.Iterable[dict[str, t.Any]], columns: t.Seq
     return count
 
 
-def _table(env: Environment, records: t.Iterable[dict[str, t.Any]], columns: t.Sequence[Column], title: str | None) -> int:
+def _table(
+    env: Environment, records: t.Iterable[dict[str, t.Any]], columns: t.Sequence[Column], title: str | None
+) -> int:
     rows = [[c.show(record.get(c.field)) for c in columns] for record in records]
     if env.rich_stdout:
         from rich.console import Console
@@ -169,7 +191,7 @@ def _plain_table(env: Environment, rows: list[list[str]], columns: t.Sequence[Co
     def line(cells: list[str]) -> str:
         parts = [
             cell.rjust(width) if column.justify == "right" else cell.ljust(width)
-            for cell, width, column in zip(cells, widths, columns)
+            for cell, width, column in zip(cells, widths, columns, strict=True)
         ]
         return "  ".join(parts).rstrip() + "\n"
 

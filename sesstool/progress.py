@@ -13,7 +13,9 @@ class Progress:
     it costs nothing measurable in a hot loop.
     """
 
-    def __init__(self, stream: t.TextIO, label: str, *, enabled: bool, total: int | None = None, interval: float = 0.2) -> None:
+    def __init__(
+        self, stream: t.TextIO, label: str, *, enabled: bool, total: int | None = None, interval: float = 0.2
+    ) -> None:
         self.stream = stream
         self.label = label
         self.enabled = enabled

@@ -108,9 +108,7 @@ def parse_where(expr: str) -> Predicate:
         if presence.group("neg"):
             return lambda data: lookup(data, path) is _MISSING
         return lambda data: lookup(data, path) is not _MISSING
-    raise InvalidInput(
-        f"invalid --where {expr!r}: use FIELD=VALUE, FIELD!=VALUE, FIELD~REGEX, FIELD or !FIELD"
-    )
+    raise InvalidInput(f"invalid --where {expr!r}: use FIELD=VALUE, FIELD!=VALUE, FIELD~REGEX, FIELD or !FIELD")
 
 
 def _fast_equality(field: str, expected: int | str, *, negate: bool) -> Predicate:

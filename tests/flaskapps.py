@@ -45,7 +45,10 @@ def make_app(
         from pymemcache.client.hash import HashClient
 
         assert memcached_servers
-        app.config.update(SESSION_TYPE="memcached", SESSION_MEMCACHED=HashClient(memcached_servers))
+        # Acknowledged writes: with pymemcache's default noreply, a test's next step
+        # on another connection could overtake the app's write.
+        client = HashClient(memcached_servers, default_noreply=False)
+        app.config.update(SESSION_TYPE="memcached", SESSION_MEMCACHED=client)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # use_signer is deprecated in 0.8; apps still use it

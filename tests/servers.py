@@ -97,7 +97,9 @@ class ServerProcess:
     def restart(self) -> None:
         """Start the same server again on the same port."""
         self.stop()
-        self.process = subprocess.Popen(self.args, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            self.args, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_for_port(self.port, self.process)
 
 

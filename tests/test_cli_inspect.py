@@ -152,7 +152,9 @@ def test_bad_values_never_stop_a_listing(cli, populated, redis_client) -> None:
     redis_client.hset("session:ahash", "a", "b")
     redis_client.rpush("session:alist", "a")
     redis_client.set(b"session:\xff\xfe-binary-key", b"\x81\xa1a\x01")
-    redis_client.set("session:big", b"\x81\xa1a\xc6" + (10 * 1024 * 1024).to_bytes(4, "big") + b"x" * (10 * 1024 * 1024))
+    redis_client.set(
+        "session:big", b"\x81\xa1a\xc6" + (10 * 1024 * 1024).to_bytes(4, "big") + b"x" * (10 * 1024 * 1024)
+    )
     result = cli("list", "--store", url, "--format", "ndjson")
     assert result.exit_code == 0, result.stderr
     by_sid = {r["sid"]: r for r in result.ndjson()}
@@ -251,8 +253,12 @@ def test_timeout_is_a_store_error(cli) -> None:
 
 
 def test_python_dash_m_and_console_script(redis_url: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "sesstool", "list", "--store", redis_url, "--format", "json"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sesstool", "list", "--store", redis_url, "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
 

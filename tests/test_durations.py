@@ -8,7 +8,9 @@ from sesstool.durations import format_duration, parse_duration, parse_time
 from sesstool.errors import InvalidInput
 
 
-@pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("15m", 900), ("2h", 7200), ("7d", 604800), (" 1D ", 86400)])
+@pytest.mark.parametrize(
+    "text, seconds", [("90", 90), ("90s", 90), ("15m", 900), ("2h", 7200), ("7d", 604800), (" 1D ", 86400)]
+)
 def test_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
 

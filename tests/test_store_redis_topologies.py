@@ -16,17 +16,29 @@ from tests.servers import ServerProcess, free_port, require_binary, start_redis,
 @pytest.fixture(scope="module")
 def cluster() -> t.Iterator[list[ServerProcess]]:
     require_binary("redis-cli")
-    nodes = [start_redis(extra=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]) for _ in range(3)]
+    nodes: list[ServerProcess] = []
     try:
+        for _ in range(3):
+            nodes.append(start_redis(extra=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]))
         subprocess.run(
-            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True, timeout=60,
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in nodes),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            info = subprocess.run(["redis-cli", "-p", str(nodes[0].port), "cluster", "info"],
-                                  capture_output=True, text=True).stdout
+            info = subprocess.run(
+                ["redis-cli", "-p", str(nodes[0].port), "cluster", "info"], capture_output=True, text=True
+            ).stdout
             if "cluster_state:ok" in info:
                 break
             time.sleep(0.2)
@@ -43,8 +55,10 @@ def test_cluster_lists_sessions_from_every_primary(cli, cluster) -> None:
     for i in range(300):
         client.set(f"session:s{i}", b"\x81\xa7user_id\x2a" if i % 3 == 0 else b"\x81\xa7user_id\x07", ex=600)
     client.hset("session:ahash", "a", "b")
-    per_node = [int(subprocess.run(["redis-cli", "-p", str(n.port), "dbsize"], capture_output=True, text=True).stdout)
-                for n in cluster]
+    per_node = [
+        int(subprocess.run(["redis-cli", "-p", str(n.port), "dbsize"], capture_output=True, text=True).stdout)
+        for n in cluster
+    ]
     assert all(count > 0 for count in per_node)  # the keys really are spread
 
     url = f"redis+cluster://127.0.0.1:{cluster[0].port}"
@@ -75,8 +89,9 @@ def sentinel() -> t.Iterator[tuple[ServerProcess, int]]:
             f"sentinel monitor sessions 127.0.0.1 {primary.port} 1\n"
             "sentinel auth-pass sessions primary-pw\n"
         )
-    process = subprocess.Popen([require_binary("redis-server"), config, "--sentinel"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [require_binary("redis-server"), config, "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_for_port(port, process)
         yield primary, port

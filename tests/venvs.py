@@ -53,9 +53,7 @@ def venv_python(name: str, requirements: list[str]) -> str:
 
 def run_in_venv(python: str, script: str, *args: str, timeout: float = 120) -> str:
     """Run ``script`` (a path) with the venv's python; return its stdout."""
-    result = subprocess.run(
-        [python, script, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
+    result = subprocess.run([python, script, *args], capture_output=True, text=True, timeout=timeout, check=False)
     if result.returncode != 0:
         raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stderr[-2000:]}")
     return result.stdout

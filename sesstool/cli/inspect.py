@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import typing as t
 
@@ -66,13 +65,26 @@ def session_key(settings: Settings, text: str) -> bytes:
 @where_option
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Stop after N sessions.")
 @click.option("--data", "with_data", is_flag=True, help="Include each session's data.")
-@click.option("--sort", type=click.Choice(["key", "ttl", "size"]), default=None,
-              help="Sort (reads every selected session before printing).")
+@click.option(
+    "--sort",
+    type=click.Choice(["key", "ttl", "size"]),
+    default=None,
+    help="Sort (reads every selected session before printing).",
+)
 @batch_option
 @format_option
 @click.pass_context
-def list_sessions(ctx: click.Context, where: tuple[str, ...], limit: int | None, with_data: bool,
-                  sort: str | None, batch: int, fmt: str, **_: t.Any) -> None:
+def list_sessions(
+    ctx: click.Context,
+    /,
+    where: tuple[str, ...],
+    limit: int | None,
+    with_data: bool,
+    sort: str | None,
+    batch: int,
+    fmt: str,
+    **_: t.Any,
+) -> None:
     """List the sessions under the prefix (SCAN, streamed; never KEYS).
 
     \b
@@ -93,14 +105,25 @@ def list_sessions(ctx: click.Context, where: tuple[str, ...], limit: int | None,
     progress = Progress(env.stderr, "scanned", enabled=env.show_progress and fmt != "table")
     try:
         if predicate is None and not with_data and sort is None:
-            records: t.Iterator[dict[str, t.Any]] = iter_plain_records(
-                store, settings.prefix, serializer=settings.serializer, counters=counters, batch=batch,
-                on_batch=progress.advance)
-            if limit is not None:
-                records = itertools.islice(records, limit)
+            records: t.Iterable[dict[str, t.Any]] = iter_plain_records(
+                store,
+                settings.prefix,
+                serializer=settings.serializer,
+                counters=counters,
+                batch=batch,
+                limit=limit,
+                on_batch=progress.advance,
+            )
         else:
-            decoded = iter_decoded(store, settings.prefix, serializer=settings.serializer, where=predicate,
-                                   counters=counters, batch=batch, on_batch=progress.advance)
+            decoded = iter_decoded(
+                store,
+                settings.prefix,
+                serializer=settings.serializer,
+                where=predicate,
+                counters=counters,
+                batch=batch,
+                on_batch=progress.advance,
+            )
             records = iter_records(decoded, settings.prefix, with_data=with_data, sort=sort, limit=limit)
         columns = LIST_COLUMNS + ([Column("data", "DATA", _compact)] if with_data else [])
         emit_many(env, records, fmt, columns)
@@ -120,7 +143,7 @@ def _compact(value: t.Any) -> str:
 @click.option("--raw", is_flag=True, help="Print the stored bytes as they are.")
 @format_option
 @click.pass_context
-def show(ctx: click.Context, sid: str, raw: bool, fmt: str, **_: t.Any) -> None:
+def show(ctx: click.Context, /, sid: str, raw: bool, fmt: str, **_: t.Any) -> None:
     """Show one session, decoded.
 
     SID is a session id (the prefix is added), a full key, or a signed
@@ -158,8 +181,9 @@ def show(ctx: click.Context, sid: str, raw: bool, fmt: str, **_: t.Any) -> None:
 
 def _print_raw(env: Environment, value: bytes, fmt: str, key: bytes) -> None:
     if fmt in ("json", "ndjson"):
-        emit_one(env, {"key": key.decode("utf-8", "backslashreplace"),
-                       "raw": base64.b64encode(value).decode("ascii")}, fmt)
+        emit_one(
+            env, {"key": key.decode("utf-8", "backslashreplace"), "raw": base64.b64encode(value).decode("ascii")}, fmt
+        )
         return
     if not env.stdout_isatty:
         buffer = getattr(env.stdout, "buffer", None)
@@ -196,7 +220,7 @@ def _human_record(record: dict[str, t.Any]) -> str:
 @batch_option
 @format_option
 @click.pass_context
-def stats(ctx: click.Context, where: tuple[str, ...], batch: int, fmt: str, **_: t.Any) -> None:
+def stats(ctx: click.Context, /, where: tuple[str, ...], batch: int, fmt: str, **_: t.Any) -> None:
     """Count sessions by serializer; sessions without expiry; size and TTL percentiles.
 
     \b
@@ -216,8 +240,15 @@ def stats(ctx: click.Context, where: tuple[str, ...], batch: int, fmt: str, **_:
     accumulator = StatsAccumulator()
     progress = Progress(env.stderr, "scanned", enabled=env.show_progress)
     try:
-        for decoded in iter_decoded(store, settings.prefix, serializer=settings.serializer, where=predicate,
-                                    counters=counters, batch=batch, on_batch=progress.advance):
+        for decoded in iter_decoded(
+            store,
+            settings.prefix,
+            serializer=settings.serializer,
+            where=predicate,
+            counters=counters,
+            batch=batch,
+            on_batch=progress.advance,
+        ):
             accumulator.add(decoded)
     finally:
         progress.finish()

@@ -104,10 +104,7 @@ def _usage_message(error: click.UsageError, argv: t.Sequence[str]) -> str:
         word = next((a for a in argv if a.startswith(error.option_name) and _SESSION_ID_LIKE.fullmatch(a)), None)
         if word is not None:
             command = error.ctx.command_path if error.ctx else "sesstool"
-            return (
-                f"unknown option {word!r}; if it is a session id, "
-                f"pass it after --: {command} -- {word}"
-            )
+            return f"unknown option {word!r}; if it is a session id, pass it after --: {command} -- {word}"
     message = error.format_message()
     if error.ctx is not None and not isinstance(error, click.BadParameter):
         message += f" (see '{error.ctx.command_path} --help')"

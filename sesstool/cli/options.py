@@ -88,8 +88,7 @@ def store_options(fn: F) -> F:
         type=click.Choice(SERIALIZER_CHOICES),
         envvar="SESSTOOL_SERIALIZER",
         default=None,
-        help="How values are decoded; auto detects each value. [default: auto] "
-        "Env: SESSTOOL_SERIALIZER.",
+        help="How values are decoded; auto detects each value. [default: auto] Env: SESSTOOL_SERIALIZER.",
     )(fn)
     fn = click.option(
         "--prefix",

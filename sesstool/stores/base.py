@@ -48,6 +48,19 @@ class StoredItem:
         return len(self.value) if self.value is not None else 0
 
 
+class Columns(t.NamedTuple):
+    """A scanned batch as parallel lists, the shape the listing hot path reads fastest.
+
+    ``values[i]`` is ``None`` for a key that holds no string value; ``kinds[i]``
+    then names its type. ``pttls[i]`` is the milliseconds left, ``-1`` for none.
+    """
+
+    keys: list[bytes]
+    values: list[bytes | None]
+    pttls: list[int]
+    kinds: dict[int, str]
+
+
 class Store(t.Protocol):
     """What commands need from a session store."""
 

@@ -26,7 +26,7 @@ from redis.exceptions import (
 
 from sesstool.errors import InvalidInput, StoreError
 from sesstool.stores import redact_url
-from sesstool.stores.base import MISSING, STRING, StoredItem
+from sesstool.stores.base import MISSING, Columns, StoredItem
 
 SOCKET_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
@@ -184,43 +184,53 @@ class RedisStore:
                     break
 
     def scan(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[list[StoredItem]]:
-        def batches() -> t.Iterator[list[StoredItem]]:
-            for keys in self.scan_keys(prefix, batch=batch):
-                for start in range(0, len(keys), batch):
-                    items = self.fetch(keys[start : start + batch])
-                    yield [item for item in items if item.kind != MISSING]
+        for columns in self.scan_columns(prefix, batch=batch):
+            yield _items(columns)
 
-        # The next batch is fetched while the caller works on this one, so the
-        # server's time and ours overlap instead of adding up.
-        return prefetch(batches())
+    def scan_columns(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[Columns]:
+        """:meth:`scan` as :class:`Columns`, without an object per key."""
+
+        for keys in self.scan_keys(prefix, batch=batch):
+            for start in range(0, len(keys), batch):
+                yield self.fetch_columns(keys[start : start + batch])
 
     def fetch(self, keys: t.Sequence[bytes]) -> list[StoredItem]:
         if not keys:
             return []
         keys = list(keys)
+        columns = self.fetch_columns(keys, keep_missing=True)
+        return _items(columns)
+
+    def fetch_columns(self, keys: list[bytes], *, keep_missing: bool = False) -> Columns:
+        """TTL and value of ``keys`` in one round trip; keys gone meanwhile are dropped
+        (or, with ``keep_missing``, kept with the kind ``"none"``)."""
         with self._errors():
             if self.is_cluster:
                 pttls, values = self._fetch_cluster(keys)
             else:
                 pttls, values = self._fetch_pipelined(keys)
-        items = [
-            StoredItem(key, value, None if pttl < 0 else (pttl + 500) // 1000, ttl_ms=pttl)
-            if value is not None
-            else StoredItem(key, None, None, kind=MISSING)
-            for key, pttl, value in zip(keys, pttls, values)
-        ]
-        # MGET answers nil for keys of other types: name their type (rare).
-        other = [i for i, item in enumerate(items) if item.kind == MISSING and pttls[i] != -2]
+        # MGET answers nil both for keys gone and for keys of other types.
+        absent = [i for i, value in enumerate(values) if value is None]
+        if not absent:
+            return Columns(keys, values, pttls, {})
+        other = [i for i in absent if pttls[i] != -2]
+        kinds: dict[int, str] = dict.fromkeys(absent, MISSING)
         if other:
             with self._errors():
                 pipe = self.client.pipeline(transaction=False)
                 for i in other:
                     pipe.type(keys[i])
-                for i, kind in zip(other, pipe.execute()):
-                    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-                    if kind != MISSING:
-                        items[i] = StoredItem(keys[i], None, _seconds(pttls[i]), kind=kind, ttl_ms=pttls[i])
-        return items
+                for i, kind in zip(other, pipe.execute(), strict=True):
+                    kinds[i] = kind.decode() if isinstance(kind, bytes) else str(kind)
+        if keep_missing:
+            return Columns(keys, values, pttls, kinds)
+        kept = [i for i in range(len(keys)) if kinds.get(i) != MISSING]
+        return Columns(
+            [keys[i] for i in kept],
+            [values[i] for i in kept],
+            [pttls[i] for i in kept],
+            {n: kinds[i] for n, i in enumerate(kept) if i in kinds},
+        )
 
     def _fetch_pipelined(self, keys: list[bytes]) -> tuple[list[int], list[bytes | None]]:
         """One PTTL per key and one MGET, written as a single packed pipeline.
@@ -340,8 +350,9 @@ class RedisStore:
             others[name] = others.get(name, 0) + 1
         return int(deleted), others
 
-    def _idle_script(self, script: t.Any, keys: t.Sequence[bytes], min_idle: int, no_expiry_only: bool,
-                     *extra: str) -> t.Any:
+    def _idle_script(
+        self, script: t.Any, keys: t.Sequence[bytes], min_idle: int, no_expiry_only: bool, *extra: str
+    ) -> t.Any:
         with self._errors():
             try:
                 return script(keys=list(keys), args=[min_idle, "1" if no_expiry_only else "0", *extra])
@@ -368,8 +379,9 @@ class RedisStore:
             with self._errors():
                 replies = pipe.execute()
             items = [
-                StoredItem(key, None, _seconds(pttl), kind=kind.decode() if isinstance(kind, bytes) else str(kind),
-                           ttl_ms=pttl)
+                StoredItem(
+                    key, None, _seconds(pttl), kind=kind.decode() if isinstance(kind, bytes) else str(kind), ttl_ms=pttl
+                )
                 for (key, _), pttl, kind in zip(chosen, replies[0::2], replies[1::2], strict=True)
             ]
         return [
@@ -541,48 +553,20 @@ class RedisStore:
             raise StoreError(f"cannot reach {where}: {e.strerror or e}") from e
 
 
-_DONE = object()
-
-
-def prefetch(batches: t.Iterator[t.Any], depth: int = 2) -> t.Iterator[t.Any]:
-    """Run ``batches`` in a thread, ``depth`` ahead of the consumer.
-
-    Errors are re-raised in the consumer; closing the generator stops the thread.
-    """
-    import queue
-    import threading
-
-    handoff: queue.Queue[t.Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                while not stop.is_set():
-                    try:
-                        handoff.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            handoff.put(_DONE)
-        except BaseException as e:  # handed to the consumer, which raises it
-            handoff.put(e)
-
-    thread = threading.Thread(target=produce, name="sesstool-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            batch = handoff.get()
-            if batch is _DONE:
-                return
-            if isinstance(batch, BaseException):
-                raise batch
-            yield batch
-    finally:
-        stop.set()
-        thread.join(timeout=1)
+def _items(columns: Columns) -> list[StoredItem]:
+    kinds = columns.kinds
+    return [
+        StoredItem(key, value, None if pttl < 0 else (pttl + 500) // 1000, ttl_ms=pttl)
+        if value is not None
+        else StoredItem(
+            key,
+            None,
+            _seconds(pttl) if kinds[i] != MISSING else None,
+            kind=kinds[i],
+            ttl_ms=pttl if kinds[i] != MISSING else None,
+        )
+        for i, (key, value, pttl) in enumerate(zip(columns.keys, columns.values, columns.pttls, strict=True))
+    ]
 
 
 def _first_line(error: BaseException) -> str:
@@ -667,7 +651,7 @@ def _sentinel_client(parts: t.Any) -> t.Any:
         raise InvalidInput("a redis+sentinel:// URL needs the service name: redis+sentinel://host:26379/mymaster[/db]")
     service = path[0]
     db = int(path[1]) if len(path) > 1 else int(parse_qs(parts.query).get("db", ["0"])[0])
-    sentinel = Sentinel(
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
         _hosts(hosts, 26379),
         sentinel_kwargs={"password": password, **_timeouts()} if password else _timeouts(),
         username=user,
@@ -675,12 +659,18 @@ def _sentinel_client(parts: t.Any) -> t.Any:
         db=db,
         **_timeouts(),
     )
-    return sentinel.master_for(service)
+    return sentinel.master_for(service)  # type: ignore[no-untyped-call]
 
 
 def _cluster_client(parts: t.Any) -> t.Any:
     from redis.cluster import ClusterNode, RedisCluster
 
     user, password, hosts = _userinfo(parts.netloc)
-    nodes = [ClusterNode(host, port) for host, port in _hosts(hosts, 6379)]
-    return RedisCluster(startup_nodes=nodes, username=user, password=password, **_timeouts())
+    nodes = [ClusterNode(host, port) for host, port in _hosts(hosts, 6379)]  # type: ignore[no-untyped-call]
+    return RedisCluster(
+        startup_nodes=nodes,
+        username=user,
+        password=password,
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+    )
