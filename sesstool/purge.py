@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from sesstool import batchops
 from sesstool.durations import format_duration
-from sesstool.errors import NotFound, StoreError
+from sesstool.errors import InvalidInput, NotFound, StoreError
 from sesstool.pacing import Pacer
 from sesstool.records import Decoded, decode_item, is_empty
 from sesstool.selectors import Predicate
@@ -133,6 +133,18 @@ def purge(
     result = PurgeResult(dry_run=dry_run)
     encoded_prefix = prefix.encode("utf-8")
     criteria = dataclasses.replace(criteria, expiry_by_idle=store.name == "redis")
+    reclaim = getattr(store, "reclaim_expired", None)
+    if criteria.expired and not criteria.expiry_by_idle and reclaim is not None:
+        # memcached: an item past its expiry can no longer be read or listed by
+        # anyone, so no other selector can apply to it; the servers free them.
+        if criteria.needs_data or criteria.idle is not None or on_selected is not None:
+            raise InvalidInput(
+                "on memcached, --expired selects items no client can read any more: it cannot be "
+                "combined with --where, --empty, --idle or --backup"
+            )
+        if not dry_run:
+            result.deleted = result.matched = int(reclaim())
+        return result
     try:
         if criteria.fast_all and on_selected is None:
             batches: t.Iterator[tuple[int, list[Decoded]]] = _unlink_everything(store, encoded_prefix, batch, result)

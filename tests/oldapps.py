@@ -138,7 +138,7 @@ def read_old_session(
     cookie_name: str = "session",
 ) -> dict[str, t.Any]:
     """What the real old app sees for ``cookie``: ``{"data": tagged, "new": bool}``."""
-    args = ["read", "--cookie", cookie, *_options(store, use_signer, secret_key, prefix, None, cookie_name)]
+    args = ["read", f"--cookie={cookie}", *_options(store, use_signer, secret_key, prefix, None, cookie_name)]
     return t.cast(dict[str, t.Any], json.loads(_run(version, args)))
 
 
@@ -155,5 +155,5 @@ def update_old_session(
 ) -> dict[str, t.Any]:
     """Let the old app set ``changes`` (``None`` deletes a key) in a request; return
     what it then reads, as :func:`read_old_session` does."""
-    args = ["update", "--cookie", cookie, *_options(store, use_signer, secret_key, prefix, None, cookie_name)]
+    args = ["update", f"--cookie={cookie}", *_options(store, use_signer, secret_key, prefix, None, cookie_name)]
     return t.cast(dict[str, t.Any], json.loads(_run(version, args, json.dumps(changes))))

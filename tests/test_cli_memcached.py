@@ -225,3 +225,28 @@ def test_json_output_of_list_is_one_array(cli: CliRunner, one: Deployment) -> No
     sids = [one.write({"user_id": i}) for i in range(3)]
     result = cli("list", "--store", one.url, "--format", "json")
     assert sorted(r["sid"] for r in json.loads(result.stdout)) == sorted(sids)
+
+
+def test_purge_expired_frees_items_past_their_expiry(cli: CliRunner) -> None:
+    """memcached still holds an expired item until its LRU crawler or a read frees it;
+    purge --expired has the servers free them now (and nothing else goes)."""
+    server = start_memcached(["-o", "no_lru_maintainer"])  # no background crawler to race us
+    try:
+        url = f"memcached://127.0.0.1:{server.port}"
+        store = open_memcached(url)
+        store.set(b"session:short", serializers.encode({"user_id": 1}, "msgpack"), 1)
+        store.set(b"session:long", serializers.encode({"user_id": 2}, "msgpack"), 3600)
+        time.sleep(2.2)
+        preview = cli("purge", "--expired", "--dry-run", "--store", url, "--format", "json")
+        assert preview.exit_code == 0
+        assert preview.json() == {"matched": 0, "deleted": 0, "dry_run": True}
+        assert "cannot count items past their expiry" in preview.stderr
+        combined = cli("purge", "--expired", "--where", "user_id=1", "--yes", "--store", url)
+        assert combined.exit_code == 2 and "cannot be combined" in combined.stderr
+        result = cli("purge", "--expired", "--yes", "--store", url, "--format", "json")
+        assert result.exit_code == 0, result.stderr
+        assert result.json() == {"matched": 1, "deleted": 1, "dry_run": False}
+        listed = cli("list", "--store", url, "--format", "ndjson").ndjson()
+        assert [r["sid"] for r in listed] == ["long"]
+    finally:
+        server.stop()

@@ -20,9 +20,19 @@ from tests.servers import IN_CI
 
 CACHE = Path(os.environ.get("SESSTOOL_TEST_CACHE", Path(__file__).resolve().parent.parent / ".cache")) / "venvs"
 
-# Known-good pins for the old stacks (Python 3.10+ compatible).
-FLASK_SESSION_05 = ["flask-session==0.5.0", "flask==2.3.3", "werkzeug==2.3.8", "redis==5.0.8", "cachelib==0.13.0"]
-FLASK_SESSION_04 = ["flask-session==0.4.0", "flask==2.2.5", "werkzeug==2.2.3", "redis==5.0.8", "cachelib==0.13.0"]
+# Known-good pins for the old stacks (Python 3.10+ compatible), every dependency
+# pinned so that a new release elsewhere cannot change what the old apps write.
+_COMMON = [
+    "redis==5.0.8",
+    "cachelib==0.13.0",
+    "itsdangerous==2.2.0",
+    "click==8.5.1",
+    "jinja2==3.1.6",
+    "markupsafe==3.0.4",
+    "blinker==1.9.0",
+]
+FLASK_SESSION_05 = ["flask-session==0.5.0", "flask==2.3.3", "werkzeug==2.3.8", *_COMMON]
+FLASK_SESSION_04 = ["flask-session==0.4.0", "flask==2.2.5", "werkzeug==2.2.3", *_COMMON]
 
 
 def venv_python(name: str, requirements: list[str]) -> str:

@@ -44,7 +44,8 @@ def _pacer(rate: int | None) -> Pacer:
 @click.command()
 @store_options
 @click.option("--expired", is_flag=True,
-              help="Sessions past their lifetime: on Redis, keys without a TTL idle longer than --lifetime.")
+              help="Sessions past their lifetime: on Redis, keys without a TTL idle longer than --lifetime; "
+                   "on memcached, items past their expiry that the servers still hold (freed by the LRU crawler).")
 @click.option("--lifetime", metavar="DURATION", default=None,
               help="Session lifetime for --expired. [default: the app's PERMANENT_SESSION_LIFETIME, else 31d]")
 @click.option("--empty", is_flag=True, help="Sessions holding nothing but Flask's bookkeeping ({} or _permanent).")
@@ -104,6 +105,8 @@ def purge(ctx: click.Context, /, expired: bool, lifetime: str | None, empty: boo
         env.warn("--idle/--expired with --where/--empty reads the values of idle sessions, which resets "
                  "their idle time: a purge right after this dry run will not see them as idle")
     store = settings.open_store()
+    if dry_run and expired and store.name == "memcached":
+        env.warn("memcached cannot count items past their expiry without freeing them: the dry run reports 0")
     try:
         confirmed = assume_yes or dry_run or _confirm(env, store, settings.prefix, criteria, settings.serializer, batch)
         if not confirmed:
