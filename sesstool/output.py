@@ -8,6 +8,7 @@ and a table is drawn with rich on a terminal and as plain aligned text otherwise
 from __future__ import annotations
 
 import csv
+import itertools
 import typing as t
 
 import msgspec
@@ -165,10 +166,18 @@ def _csv(env: Environment, records: t.Iterable[dict[str, t.Any]], columns: t.Seq
     return count
 
 
+#: Rows a table holds before it stops buffering: past this, rows stream as plain
+#: text aligned on the first rows, so memory stays flat for any number of sessions.
+TABLE_BUFFER_ROWS = 1000
+
+
 def _table(
     env: Environment, records: t.Iterable[dict[str, t.Any]], columns: t.Sequence[Column], title: str | None
 ) -> int:
-    rows = [[c.show(record.get(c.field)) for c in columns] for record in records]
+    iterator = iter(records)
+    rows = [[c.show(record.get(c.field)) for c in columns] for record in itertools.islice(iterator, TABLE_BUFFER_ROWS)]
+    if len(rows) == TABLE_BUFFER_ROWS:
+        return _streamed_table(env, rows, iterator, columns)
     if env.rich_stdout:
         from rich.console import Console
         from rich.table import Table
@@ -184,7 +193,25 @@ def _table(
     return len(rows)
 
 
-def _plain_table(env: Environment, rows: list[list[str]], columns: t.Sequence[Column]) -> None:
+def _streamed_table(
+    env: Environment,
+    first: list[list[str]],
+    rest: t.Iterator[dict[str, t.Any]],
+    columns: t.Sequence[Column],
+) -> int:
+    line = _plain_table(env, first, columns)
+    count = len(first)
+    for record in rest:
+        env.stdout.write(line([c.show(record.get(c.field)) for c in columns]))
+        count += 1
+    env.stdout.flush()
+    return count
+
+
+def _plain_table(
+    env: Environment, rows: list[list[str]], columns: t.Sequence[Column]
+) -> t.Callable[[list[str]], str]:
+    """Write an aligned table; return the function that formats a further row alike."""
     headers = [c.header for c in columns]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
 
@@ -199,3 +226,4 @@ def _plain_table(env: Environment, rows: list[list[str]], columns: t.Sequence[Co
     for row in rows:
         env.stdout.write(line(row))
     env.stdout.flush()
+    return line

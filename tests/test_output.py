@@ -62,3 +62,16 @@ def test_emit_one_json_and_human() -> None:
     human = env()
     emit_one(human, {"a": 1}, "table", human=lambda: "custom\n")
     assert out(human) == "custom\n"
+
+
+def test_a_long_table_streams_aligned_rows() -> None:
+    from sesstool import output
+
+    e = env(tty=True)
+    many = ({"sid": f"s{i}", "size": i} for i in range(output.TABLE_BUFFER_ROWS + 500))
+    assert emit_many(e, many, "table", COLUMNS) == output.TABLE_BUFFER_ROWS + 500
+    lines = out(e).splitlines()
+    assert lines[0].split() == ["SID", "SIZE"]
+    assert len(lines) == output.TABLE_BUFFER_ROWS + 501
+    assert lines[-1].split() == [f"s{output.TABLE_BUFFER_ROWS + 499}", str(output.TABLE_BUFFER_ROWS + 499)]
+    assert "─" not in out(e)  # past the buffer, plain text
