@@ -189,10 +189,56 @@ class RedisStore:
 
     def scan_columns(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[Columns]:
         """:meth:`scan` as :class:`Columns`, without an object per key."""
+        if self.is_cluster:
+            for keys in self.scan_keys(prefix, batch=batch):
+                for start in range(0, len(keys), batch):
+                    yield self.fetch_columns(keys[start : start + batch])
+            return
+        yield from self._scan_overlapped(prefix, batch)
 
-        for keys in self.scan_keys(prefix, batch=batch):
-            for start in range(0, len(keys), batch):
-                yield self.fetch_columns(keys[start : start + batch])
+    def _scan_overlapped(self, prefix: bytes, batch: int) -> t.Iterator[Columns]:
+        """SCAN and fetch with the server working while the caller works.
+
+        Each round writes the fetch of the keys in hand and the next SCAN in one go,
+        then hands the caller the previous batch: the server answers both requests
+        while the caller decodes and prints, instead of each waiting for the other.
+        """
+        pattern = _glob_escape(prefix) + b"*"
+        count = b"%d" % max(batch, 10)
+        pool = self.client.connection_pool
+        with self._errors():
+            connection = pool.get_connection()
+        try:
+            with self._errors():
+                connection.send_packed_command([_pack_scan(b"0", pattern, count)])
+                cursor, keys = connection.read_response()
+            previous: Columns | None = None
+            while True:
+                request = _pack_fetch(keys) if keys else b""
+                if cursor != b"0":
+                    request += _pack_scan(cursor, pattern, count)
+                with self._errors():
+                    if request:
+                        connection.send_packed_command([request])
+                if previous is not None:
+                    yield previous
+                with self._errors():
+                    previous = self._read_fetch(connection, keys) if keys else None
+                    if cursor == b"0":
+                        break
+                    cursor, keys = connection.read_response()
+            if previous is not None:
+                yield previous
+        except BaseException:
+            connection.disconnect()  # replies may be left unread: never reuse it
+            raise
+        finally:
+            pool.release(connection)
+
+    def _read_fetch(self, connection: t.Any, keys: list[bytes]) -> Columns:
+        read = connection.read_response
+        pttls = [read() for _ in keys]
+        return self._columns(keys, pttls, read(), keep_missing=False)
 
     def fetch(self, keys: t.Sequence[bytes]) -> list[StoredItem]:
         if not keys:
@@ -209,6 +255,11 @@ class RedisStore:
                 pttls, values = self._fetch_cluster(keys)
             else:
                 pttls, values = self._fetch_pipelined(keys)
+        return self._columns(keys, pttls, values, keep_missing=keep_missing)
+
+    def _columns(
+        self, keys: list[bytes], pttls: list[int], values: list[bytes | None], *, keep_missing: bool
+    ) -> Columns:
         # MGET answers nil both for keys gone and for keys of other types.
         absent = [i for i, value in enumerate(values) if value is None]
         if not absent:
@@ -239,13 +290,10 @@ class RedisStore:
         from a Lua script, and unlike a script they never hold it for a whole
         batch. Packing the RESP here skips redis-py's per-command bookkeeping.
         """
-        packed = [b"*2\r\n$4\r\nPTTL\r\n$%d\r\n%s\r\n" % (len(key), key) for key in keys]
-        packed.append(b"*%d\r\n$4\r\nMGET\r\n" % (len(keys) + 1))
-        packed += [b"$%d\r\n%s\r\n" % (len(key), key) for key in keys]
         pool = self.client.connection_pool
         connection = pool.get_connection()
         try:
-            connection.send_packed_command([b"".join(packed)])
+            connection.send_packed_command([_pack_fetch(keys)])
             read = connection.read_response
             pttls = [read() for _ in keys]
             values = read()
@@ -551,6 +599,19 @@ class RedisStore:
             raise StoreError(f"{where} failed: {_first_line(e)}") from e
         except OSError as e:
             raise StoreError(f"cannot reach {where}: {e.strerror or e}") from e
+
+
+def _pack_fetch(keys: list[bytes]) -> bytes:
+    """RESP for one PTTL per key, then one MGET of them all."""
+    packed = [b"*2\r\n$4\r\nPTTL\r\n$%d\r\n%s\r\n" % (len(key), key) for key in keys]
+    packed.append(b"*%d\r\n$4\r\nMGET\r\n" % (len(keys) + 1))
+    packed += [b"$%d\r\n%s\r\n" % (len(key), key) for key in keys]
+    return b"".join(packed)
+
+
+def _pack_scan(cursor: bytes, pattern: bytes, count: bytes) -> bytes:
+    parts = (b"SCAN", cursor, b"MATCH", pattern, b"COUNT", count)
+    return b"*6\r\n" + b"".join(b"$%d\r\n%s\r\n" % (len(part), part) for part in parts)
 
 
 def _items(columns: Columns) -> list[StoredItem]:
