@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--servers", type=int, default=1, choices=[1, 2])
     args = parser.parse_args(argv)
     n = args.sessions
-    megabytes = max(256, n * 400 // (1 << 20) // args.servers)
+    megabytes = max(256, n * 800 // (1 << 20) // args.servers)  # headroom: nothing may be evicted
     started = [start_memcached(megabytes) for _ in range(args.servers)]
     ports = [port for port, _ in started]
     try:
