@@ -156,7 +156,7 @@ def parse_record(line: str, prefix: str) -> Entry:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as e:
-        raise InvalidInput(f"not JSON ({e.msg} at column {e.colno})") from e
+        raise InvalidInput(f"not JSON ({e.msg.removesuffix(' at')}, column {e.colno})") from e
     if not isinstance(record, dict):
         raise InvalidInput("not a session record (a JSON object)")
     key = _record_key(record, prefix)

@@ -283,3 +283,10 @@ def test_serializer_choices_match_the_codecs() -> None:
     from sesstool.serializers import CHOICES
 
     assert SERIALIZER_CHOICES == CHOICES
+
+
+def test_no_command_prints_the_help(cli) -> None:
+    result = cli()
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Usage: sesstool") and "Commands:" in result.stderr
+    assert "purge" in result.stderr and "decode" in result.stderr

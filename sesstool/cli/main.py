@@ -135,6 +135,10 @@ def main(argv: t.Sequence[str] | None = None, env: Environment | None = None) ->
         _error(env, str(e))
         return e.exit_code
     except click.UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError" and e.ctx is not None:
+            # `sesstool` alone: the help is the answer, not an error line.
+            env.stderr.write(e.ctx.get_help() + "\n")
+            return 2
         _error(env, _usage_message(e, argv))
         return 2
     except click.ClickException as e:
