@@ -290,3 +290,21 @@ def test_no_command_prints_the_help(cli) -> None:
     assert result.exit_code == 2
     assert result.stderr.startswith("Usage: sesstool") and "Commands:" in result.stderr
     assert "purge" in result.stderr and "decode" in result.stderr
+
+
+def test_a_reader_that_stops_early_is_not_an_error(redis_url: str, redis_client) -> None:
+    """`sesstool list | head -1`: exit 0 and nothing on stderr, once the pipe closes."""
+    pipe = redis_client.pipeline()
+    for i in range(20000):
+        pipe.set(f"session:{i:06d}-padding-to-make-the-output-long", b"\x81\xa1a\x01")
+    pipe.execute()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sesstool", "list", "--store", redis_url, "--format", "ndjson"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert json.loads(proc.stdout.readline())["serializer"] == "msgpack"
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == b""

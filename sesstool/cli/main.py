@@ -42,8 +42,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+class _ReaderGone(Exception):
+    """stdout's reader went away; carried past click, which would exit 1 on EPIPE."""
+
+
 class LazyGroup(click.Group):
     """A group that imports a command's module only when the command is needed."""
+
+    def invoke(self, ctx: click.Context) -> t.Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as e:
+            raise _ReaderGone() from e
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [name for name in COMMANDS if self._load(name) is not None]
@@ -152,8 +162,8 @@ def main(argv: t.Sequence[str] | None = None, env: Environment | None = None) ->
     except KeyboardInterrupt:
         _error(env, "interrupted")
         return 130
-    except BrokenPipeError:
-        # The reader went away (`sesstool list | head`): not an error of ours.
+    except (BrokenPipeError, _ReaderGone):
+        # The reader went away (`sesstool list | head`): it has what it wanted.
         _silence_stdout()
         return 0
 
