@@ -56,6 +56,12 @@ class Change:
     def __bool__(self) -> bool:
         return bool(self.sets or self.unsets)
 
+    def describe(self) -> str:
+        """``unset a; set b.c``, in the order they apply."""
+        parts = [f"unset {'.'.join(path)}" for path in self.unsets]
+        parts += [f"set {'.'.join(path)}" for path, _ in self.sets]
+        return "; ".join(parts)
+
 
 def parse_change(sets: t.Sequence[str], unsets: t.Sequence[str]) -> Change:
     """Parse ``KEY=VALUE`` and ``KEY`` arguments.
@@ -90,11 +96,17 @@ def apply_change(data: dict[t.Any, t.Any], change: Change) -> tuple[dict[t.Any, 
     result = copy.deepcopy(data)
     notes = []
     for path in change.unsets:
-        if not _unset(result, path):
+        if not _unset(result, _literal(result, path)):
             notes.append(f"--unset {'.'.join(path)}: not in the session")
     for path, value in change.sets:
-        _set(result, path, copy.deepcopy(value))
+        _set(result, _literal(result, path), copy.deepcopy(value))
     return result, notes
+
+
+def _literal(data: dict[t.Any, t.Any], path: Path) -> Path:
+    # A top-level key that itself holds dots is meant as it is, not as a path.
+    dotted = ".".join(path)
+    return [dotted] if len(path) > 1 and dotted in data else path
 
 
 def _child_key(container: dict[t.Any, t.Any], part: str) -> t.Any:
@@ -136,7 +148,7 @@ def _set(data: dict[t.Any, t.Any], path: Path, value: t.Any) -> None:
                 child = cursor[key] = {}
             elif not isinstance(child, (dict, list)):
                 raise InvalidInput(
-                    f"cannot set {'.'.join(path)}: {where} holds a {type(child).__name__}, not an object"
+                    f"cannot set {'.'.join(path)}: {where} holds {type(child).__name__}, not an object"
                 )
             cursor = child
         elif isinstance(cursor, list):

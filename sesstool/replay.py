@@ -15,56 +15,18 @@ signature that does not verify with the app's key, or an id the store does not h
 from __future__ import annotations
 
 import contextlib
-import copy
 import typing as t
 from dataclasses import dataclass, field
 
+from sesstool.edits import Change, apply_change
 from sesstool.errors import InvalidInput, NoKey, SignatureInvalid, StoreError, UndecodableValue
-from sesstool.selectors import parse_value, split_path
-from sesstool.tagged import contains_opaque, from_tagged, to_tagged
+from sesstool.tagged import contains_opaque, to_tagged
 
 NO_COOKIE = "no cookie"
 UNKNOWN_ID = "unknown id"
 BAD_SIGNATURE = "bad signature"
 EXPIRED = "expired"
 INTERFACE_SAYS_NEW = "new"
-
-_UNSET: t.Any = object()
-
-
-@dataclass(frozen=True)
-class Change:
-    """One ``--set PATH=VALUE`` (``value`` given) or ``--unset PATH`` (``value`` unset)."""
-
-    path: tuple[str, ...]
-    value: t.Any = _UNSET
-
-    @property
-    def is_unset(self) -> bool:
-        return self.value is _UNSET
-
-    def describe(self) -> str:
-        dotted = ".".join(self.path)
-        return f"unset {dotted}" if self.is_unset else f"set {dotted}"
-
-
-def parse_set(text: str) -> Change:
-    """``KEY=VALUE``: ``KEY`` a dotted path, ``VALUE`` JSON when valid JSON (tagged
-    form included, so ``{"$bytes": "..."}`` sets bytes), else the text itself.
-
-    :raises InvalidInput: without ``=`` or with an empty path part.
-    """
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise InvalidInput(f"--set {text!r}: expected KEY=VALUE")
-    return Change(tuple(split_path(key)), from_tagged(parse_value(value)))
-
-
-def parse_unset(text: str) -> Change:
-    if not text.strip():
-        raise InvalidInput("--unset needs a KEY")
-    return Change(tuple(split_path(text)))
-
 
 @dataclass
 class ReplayResult:
@@ -84,7 +46,7 @@ class ReplayResult:
     data: dict[t.Any, t.Any]
     cookie_name: str
     cookie: str | None
-    changes: list[Change] = field(default_factory=list)
+    change: Change = field(default_factory=Change)
     saved: bool = False
     set_cookie: str | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
@@ -121,11 +83,11 @@ def replay(
     *,
     cookie: str | None = None,
     path: str = "/",
-    changes: t.Sequence[Change] = (),
+    change: Change | None = None,
     dry_run: bool = False,
 ) -> ReplayResult:
     """Open the session the app would open for ``cookie`` on ``path``; apply
-    ``changes`` and save it as the app would, unless ``dry_run``.
+    ``change`` and save it as the app would, unless ``dry_run``.
 
     :raises InvalidInput: when the app opens no session (Flask does so without a
         ``SECRET_KEY``), or a change does not fit the session's data.
@@ -161,10 +123,10 @@ def replay(
             data={},
             cookie_name=cookie_name,
             cookie=received,
-            changes=list(changes),
+            change=change or Change(),
         )
-        if changes:
-            _apply(session, changes)
+        if change:
+            _apply(session, change)
             if not dry_run:
                 response = app.response_class()
                 defaults = list(response.headers.items())
@@ -241,67 +203,17 @@ def _session_cookie(response: t.Any, cookie_name: str) -> str | None:
     return headers[0] if headers else None
 
 
-def _apply(session: t.Any, changes: t.Sequence[Change]) -> None:
-    for change in changes:
-        if not change.is_unset and contains_opaque(change.value):
-            raise InvalidInput(f"--set {'.'.join(change.path)}: an $object value cannot be written")
-        value = _app_value(change.value)
-        dotted = ".".join(change.path)
-        # A top-level key that itself holds dots is meant literally.
-        path = (dotted,) if dotted in session else change.path
-        head, rest = path[0], path[1:]
-        if not rest:
-            if change.is_unset:
-                session.pop(head, None)
-            else:
-                session[head] = value
-            continue
-        if head not in session:
-            if change.is_unset:
-                continue
-            top: t.Any = {}
-        else:
-            top = copy.deepcopy(session[head])
-        if _set_nested(top, list(rest), value, head):
-            # Reassigning the top-level key marks the session modified, as a view must.
-            session[head] = top
-
-
-def _set_nested(container: t.Any, path: list[str], value: t.Any, head: str) -> bool:
-    """Set (or, for ``_UNSET``, remove) ``path`` inside ``container``, the value of
-    the top-level key ``head``; ``False`` when an unset found nothing to remove."""
-    dotted = ".".join([head, *path])
-    current = container
-    for depth, part in enumerate(path):
-        last = depth == len(path) - 1
-        if isinstance(current, dict):
-            if last:
-                if value is _UNSET:
-                    return current.pop(part, _UNSET) is not _UNSET
-                current[part] = value
-                return True
-            if part not in current:
-                if value is _UNSET:
-                    return False
-                current[part] = {}
-            current = current[part]
-        elif isinstance(current, list) and part.lstrip("-").isdigit():
-            index = int(part)
-            if not -len(current) <= index < len(current):
-                raise InvalidInput(f"cannot change {dotted}: index {index} is outside the list")
-            if last:
-                if value is _UNSET:
-                    del current[index]
-                else:
-                    current[index] = value
-                return True
-            current = current[index]
-        else:
-            raise InvalidInput(
-                f"cannot change {dotted}: {'.'.join([head, *path[:depth]])} holds "
-                f"{type(current).__name__}, not an object"
-            )
-    return True  # pragma: no cover - the loop always returns on the last part
+def _apply(session: t.Any, change: Change) -> None:
+    """Apply ``change`` the way a view would: assign each top-level key that changed
+    (which marks the session modified) and pop each one that went."""
+    if any(contains_opaque(value) for _, value in change.sets):
+        raise InvalidInput("--set: an $object value cannot be written")
+    changed, _ = apply_change(dict(session), change)
+    for key in [key for key in session if key not in changed]:
+        session.pop(key)
+    for key, value in changed.items():
+        if key not in session or session[key] != value:
+            session[key] = _app_value(value)
 
 
 def _app_value(value: t.Any) -> t.Any:

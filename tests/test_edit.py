@@ -120,7 +120,7 @@ def test_tagged_value_the_format_cannot_hold_is_refused(cli, redis_url, redis_cl
     ("args", "message"),
     [
         (["--set", "user_id"], "invalid --set 'user_id': use KEY=VALUE"),
-        (["--set", "name.first=x"], "cannot set name.first: name holds a str, not an object"),
+        (["--set", "name.first=x"], "cannot set name.first: name holds str, not an object"),
         (["--set", "cart.items.9=1"], "cannot set cart.items.9: '9' is not an index of the list"),
         (["--set", "a..b=1"], "invalid field path"),
         (["--set", 'x={"$datetime": "yesterday"}'], "malformed $datetime"),
@@ -395,3 +395,13 @@ def test_editor_is_not_opened_on_a_session_that_cannot_be_written_back(
     result = cli("edit", "old3", "--store", redis_url, "--editor")
     assert result.exit_code == 4 and "pickled tests.test_edit.Thing object" in result.stderr
     assert not opened.exists()
+
+
+def test_a_top_level_key_with_dots_is_changed_as_it_is() -> None:
+    from sesstool.edits import apply_change, parse_change
+
+    data = {"flask.flash": ["hi"], "cart": {"items": [1]}}
+    changed, notes = apply_change(data, parse_change(["flask.flash=[]", "cart.items.0=7"], []))
+    assert changed == {"flask.flash": [], "cart": {"items": [7]}} and notes == []
+    removed, _ = apply_change(data, parse_change([], ["flask.flash"]))
+    assert removed == {"cart": {"items": [1]}}

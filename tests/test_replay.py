@@ -321,11 +321,11 @@ def test_bad_changes_are_usage_errors(cli, apps, redis_url) -> None:
     no_equals = cli("replay", "--app", "shop:app", "--set", "user_id")
     assert (no_equals.exit_code, no_equals.stderr) == (
         2,
-        "error: --set 'user_id': expected KEY=VALUE\n",
+        "error: invalid --set 'user_id': use KEY=VALUE (KEY may be a dotted path)\n",
     )
     into_number = cli("replay", "--app", "shop:app", "--cookie", written.cookie, "--set", "user_id.x=1")
     assert into_number.exit_code == 2
-    assert into_number.stderr == "error: cannot change user_id.x: user_id holds int, not an object\n"
+    assert into_number.stderr == "error: cannot set user_id.x: user_id holds int, not an object\n"
 
 
 def test_unreachable_store_is_exit_3(cli, apps) -> None:

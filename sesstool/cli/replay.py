@@ -48,8 +48,8 @@ def replay(
     Runs app.session_interface.open_session for a request to --path carrying the
     cookie; with --set/--unset it changes the session and runs save_session as the
     app would (the store really changes) and prints the Set-Cookie header. Without
-    --app or SESSTOOL_APP, FLASK_APP (or .flaskenv) names the app. Sets apply
-    before unsets.
+    --app or SESSTOOL_APP, FLASK_APP (or .flaskenv) names the app. Unsets apply
+    before sets, as with edit.
 
     \b
     Examples:
@@ -58,16 +58,16 @@ def replay(
       sesstool replay --app myapp:app --cookie "$C" --unset cart --dry-run --format json
     """
     from sesstool.appconfig import app_import_from_environment, load_app
+    from sesstool.edits import parse_change
     from sesstool.output import emit_one
-    from sesstool.replay import parse_set, parse_unset
     from sesstool.replay import replay as run_replay
 
-    changes = [parse_set(text) for text in sets] + [parse_unset(text) for text in unsets]
+    change = parse_change(sets, unsets)
     import_path = app_import or app_import_from_environment()
     if not import_path:
         raise InvalidInput("replay needs the app: give --app IMPORT (or SESSTOOL_APP, FLASK_APP)")
     app = load_app(import_path)
-    result = run_replay(app, cookie=cookie, path=path, changes=changes, dry_run=dry_run)
+    result = run_replay(app, cookie=cookie, path=path, change=change, dry_run=dry_run)
     emit_one(env, result.record(), fmt, human=lambda: _human(result, import_path, path, dry_run))
 
 
@@ -97,8 +97,8 @@ def _human(result: ReplayResult, import_path: str, path: str, dry_run: bool) -> 
     if result.sid is not None:
         rows.append(("sid", result.sid + (f"  (key {result.store_key})" if result.store_key else "")))
     rows.append(("data", dumps(to_tagged(result.data))))
-    if result.changes:
-        rows.append(("changes", "; ".join(change.describe() for change in result.changes)))
+    if result.change:
+        rows.append(("changes", result.change.describe()))
         rows.append(("saved", "no (--dry-run)" if dry_run else "yes, by save_session"))
         for name, value in result.headers:
             deletes = name.lower() == "set-cookie" and "Max-Age=0" in value
