@@ -256,14 +256,7 @@ class MemcachedStore:
         conn = server.connection()
         chunks = self._key_chunks(server, prefix, min(batch, REQUEST_KEYS))
         try:
-            out: list[StoredItem] = []
-            for items in read_pipelined(conn, chunks, server.token):
-                out += items
-                if len(out) >= batch:
-                    yield out
-                    out = []
-            if out:
-                yield out
+            yield from _regroup(read_pipelined(conn, chunks, server.token), batch)
         finally:
             chunks.close()  # drops the spool now, not when garbage is collected
             conn.close()
@@ -318,19 +311,17 @@ class MemcachedStore:
     def _scan_classic(self, server: _Server, prefix: bytes, batch: int) -> t.Iterator[list[StoredItem]]:
         conn = server.connection()
         listed = self._listed(server, prefix, min(batch, REQUEST_KEYS), with_expiry=True)
-        try:
-            out: list[StoredItem] = []
+
+        def chunks() -> t.Iterator[list[StoredItem]]:
             for lines in listed:
                 expiry = {}
                 for line in lines:
                     rest, _, exp = line.partition(b" ")
                     expiry[prefix + uri_decode(rest)] = int(exp)
-                out += read_gets(conn, list(expiry), server.token, expiry)
-                if len(out) >= batch:
-                    yield out
-                    out = []
-            if out:
-                yield out
+                yield read_gets(conn, list(expiry), server.token, expiry)
+
+        try:
+            yield from _regroup(chunks(), batch)
         finally:
             listed.close()
             conn.close()
@@ -695,6 +686,18 @@ def _show(key: bytes) -> str:
 
 
 # -- opening ---------------------------------------------------------------------
+
+
+def _regroup(chunks: t.Iterable[list[StoredItem]], batch: int) -> t.Iterator[list[StoredItem]]:
+    """Request-sized chunks of items as caller-sized batches of at least ``batch``."""
+    out: list[StoredItem] = []
+    for items in chunks:
+        out += items
+        if len(out) >= batch:
+            yield out
+            out = []
+    if out:
+        yield out
 
 
 def parse_url(url: str) -> tuple[list[tuple[str, int]], dict[str, str]]:
