@@ -13,7 +13,6 @@ import typing as t
 
 from sesstool.errors import InvalidInput, NoKey, SignatureInvalid
 
-SIGNER_SALT = "flask-session"
 # token_urlsafe ids and uuid4 ids, then "." and a base64url signature (27 chars for sha1).
 _SIGNED = re.compile(r"(?P<sid>[A-Za-z0-9_-][A-Za-z0-9_-]*)\.(?P<sig>[A-Za-z0-9_-]{20,})")
 
@@ -35,14 +34,12 @@ def unsign_sid(value: str, secret_keys: t.Sequence[str | bytes]) -> str:
             f"{value[:12]}... looks like a signed session id: give --secret-key "
             "(or SESSTOOL_SECRET_KEY / --app) to verify it"
         )
-    from itsdangerous import BadSignature, Signer
+    from sesstool.cookies import SID_SALT, find_key, parse_cookie
 
-    for key in secret_keys:
-        try:
-            return Signer(key, salt=SIGNER_SALT, key_derivation="hmac").unsign(value).decode("utf-8")
-        except BadSignature:
-            continue
-    raise SignatureInvalid("the signature of the session id does not verify with any given key")
+    cookie = parse_cookie(value)
+    if find_key(cookie, secret_keys, SID_SALT) is None:
+        raise SignatureInvalid("the signature of the session id does not verify with any given key")
+    return cookie.body
 
 
 def resolve_sid(
