@@ -26,7 +26,7 @@ from redis.exceptions import (
 
 from sesstool.errors import InvalidInput, StoreError
 from sesstool.stores import redact_url
-from sesstool.stores.base import MISSING, Columns, StoredItem
+from sesstool.stores.base import MISSING, STRING, Columns, StoredItem
 
 SOCKET_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
@@ -615,19 +615,14 @@ def _pack_scan(cursor: bytes, pattern: bytes, count: bytes) -> bytes:
 
 
 def _items(columns: Columns) -> list[StoredItem]:
-    kinds = columns.kinds
-    return [
-        StoredItem(key, value, None if pttl < 0 else (pttl + 500) // 1000, ttl_ms=pttl)
-        if value is not None
-        else StoredItem(
-            key,
-            None,
-            _seconds(pttl) if kinds[i] != MISSING else None,
-            kind=kinds[i],
-            ttl_ms=pttl if kinds[i] != MISSING else None,
-        )
-        for i, (key, value, pttl) in enumerate(zip(columns.keys, columns.values, columns.pttls, strict=True))
-    ]
+    items = []
+    for i, (key, value, pttl) in enumerate(zip(columns.keys, columns.values, columns.pttls, strict=True)):
+        kind = columns.kinds.get(i, STRING)
+        if kind == MISSING:
+            items.append(StoredItem(key, None, None, kind=MISSING))
+        else:
+            items.append(StoredItem(key, value, _seconds(pttl), kind=kind, ttl_ms=pttl))
+    return items
 
 
 def _first_line(error: BaseException) -> str:
