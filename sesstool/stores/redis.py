@@ -707,15 +707,20 @@ def _sentinel_client(parts: t.Any) -> t.Any:
         raise InvalidInput("a redis+sentinel:// URL needs the service name: redis+sentinel://host:26379/mymaster[/db]")
     service = path[0]
     db = int(path[1]) if len(path) > 1 else int(parse_qs(parts.query).get("db", ["0"])[0])
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    # Typed keywords, not **dict: redis-py types each Sentinel argument since 8.x.
+    sentinel_kwargs: dict[str, t.Any] = _timeouts()
+    if password:
+        sentinel_kwargs["password"] = password
+    sentinel = Sentinel(
         _hosts(hosts, 26379),
-        sentinel_kwargs={"password": password, **_timeouts()} if password else _timeouts(),
+        sentinel_kwargs=sentinel_kwargs,
         username=user,
         password=password,
         db=db,
-        **_timeouts(),
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=CONNECT_TIMEOUT,
     )
-    return sentinel.master_for(service)  # type: ignore[no-untyped-call]
+    return sentinel.master_for(service)
 
 
 def _cluster_client(parts: t.Any) -> t.Any:
