@@ -1,16 +1,53 @@
 # Shared set-up for scripts/demo and scripts/test (sourced, not run).
-# Makes .venv with sesstool and the given extra, and installs redis-server and
-# memcached from Debian packages when they are missing and we may use apt-get.
+# Makes a virtualenv with sesstool for one dependency set, and installs
+# redis-server and memcached from Debian packages when they are missing and we
+# may use apt-get.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${SESSTOOL_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
+LOCK="$ROOT/requirements-dev.lock"
+FLOORS="$ROOT/constraints-floor.txt"
+PIP_QUIET=(--quiet --disable-pip-version-check)
 
-ensure_venv() {  # $1: the pip extra to install (test, flask, ...)
-  if [ ! -x "$VENV/bin/python" ]; then
-    "$PYTHON" -m venv "$VENV"
+venv_for() {  # $1: dependency set -> the virtualenv it lives in
+  case "$1" in
+    lock) echo "${SESSTOOL_VENV:-$ROOT/.venv}" ;;
+    *) echo "${SESSTOOL_VENV:-$ROOT/.venv-$1}" ;;
+  esac
+}
+
+# ensure_venv SET: make (or bring up to date) the virtualenv of dependency set SET
+#   lock    every package at its version and hash in requirements-dev.lock (the default)
+#   floor   sesstool's runtime dependencies at the floors pyproject.toml declares
+#           (constraints-floor.txt); the test tools still from the lock
+#   newest  the newest release of every runtime dependency, resolved now; the
+#           test tools still from the lock
+ensure_venv() {
+  local set="$1" venv
+  venv="$(venv_for "$set")"
+  if [ ! -x "$venv/bin/python" ]; then
+    "$PYTHON" -m venv "$venv"
   fi
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[$1]"
+  local pip=("$venv/bin/python" -m pip)
+  case "$set" in
+    lock)
+      "${pip[@]}" install "${PIP_QUIET[@]}" --require-hashes --no-deps -r "$LOCK"
+      "${pip[@]}" install "${PIP_QUIET[@]}" --no-deps --no-build-isolation -e "$ROOT"
+      ;;
+    floor|newest)
+      local tools
+      tools="$(mktemp)"
+      "$PYTHON" "$ROOT/scripts/depsets.py" tools "$LOCK" "$FLOORS" > "$tools"
+      if [ "$set" = floor ]; then
+        "${pip[@]}" install "${PIP_QUIET[@]}" -c "$tools" -c "$FLOORS" -e "$ROOT[test]"
+      else
+        "${pip[@]}" install "${PIP_QUIET[@]}" --upgrade --upgrade-strategy eager -c "$tools" -e "$ROOT[test]"
+      fi
+      rm -f "$tools"
+      ;;
+    *) echo "error: unknown dependency set '$set' (lock, floor or newest)" >&2; exit 2 ;;
+  esac
+  VENV="$venv"
 }
 
 apt_install() {  # installs Debian packages when root (or sudo works)

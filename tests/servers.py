@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Which dependency set this run tests (scripts/test --deps): lock, floor or newest.
+DEPENDENCY_SET = os.environ.get("SESSTOOL_DEPS", "lock")
 
 
 def require_binary(name: str) -> str:

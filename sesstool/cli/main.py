@@ -46,8 +46,21 @@ class _ReaderGone(Exception):
     """stdout's reader went away; carried past click, which would exit 1 on EPIPE."""
 
 
+class _NoCommand(Exception):
+    """``sesstool`` alone. Click 8.1 prints the help and exits 0, 8.2 exits 2: decide here."""
+
+    def __init__(self, ctx: click.Context) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+
 class LazyGroup(click.Group):
     """A group that imports a command's module only when the command is needed."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            raise _NoCommand(ctx)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> t.Any:
         try:
@@ -144,11 +157,11 @@ def main(argv: t.Sequence[str] | None = None, env: Environment | None = None) ->
             raise
         _error(env, str(e))
         return e.exit_code
+    except _NoCommand as e:
+        # `sesstool` alone: the help is the answer, not an error line.
+        env.stderr.write(e.ctx.get_help() + "\n")
+        return 2
     except click.UsageError as e:
-        if type(e).__name__ == "NoArgsIsHelpError" and e.ctx is not None:
-            # `sesstool` alone: the help is the answer, not an error line.
-            env.stderr.write(e.ctx.get_help() + "\n")
-            return 2
         _error(env, _usage_message(e, argv))
         return 2
     except click.ClickException as e:

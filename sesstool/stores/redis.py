@@ -207,7 +207,7 @@ class RedisStore:
         count = b"%d" % max(batch, 10)
         pool = self.client.connection_pool
         with self._errors():
-            connection = pool.get_connection()
+            connection = _checkout(pool)
         try:
             with self._errors():
                 connection.send_packed_command([_pack_scan(b"0", pattern, count)])
@@ -291,7 +291,7 @@ class RedisStore:
         batch. Packing the RESP here skips redis-py's per-command bookkeeping.
         """
         pool = self.client.connection_pool
-        connection = pool.get_connection()
+        connection = _checkout(pool)
         try:
             connection.send_packed_command([_pack_fetch(keys)])
             read = connection.read_response
@@ -708,11 +708,12 @@ def _sentinel_client(parts: t.Any) -> t.Any:
     service = path[0]
     db = int(path[1]) if len(path) > 1 else int(parse_qs(parts.query).get("db", ["0"])[0])
     # Typed keywords, not **dict: redis-py types each Sentinel argument since 8.x.
+    sentinels = _hosts(hosts, 26379)
     sentinel_kwargs: dict[str, t.Any] = _timeouts()
-    if password:
+    if password and _sentinel_takes_password(sentinels, password):
         sentinel_kwargs["password"] = password
     sentinel = Sentinel(
-        _hosts(hosts, 26379),
+        sentinels,
         sentinel_kwargs=sentinel_kwargs,
         username=user,
         password=password,
@@ -721,6 +722,33 @@ def _sentinel_client(parts: t.Any) -> t.Any:
         socket_connect_timeout=CONNECT_TIMEOUT,
     )
     return sentinel.master_for(service)
+
+
+def _sentinel_takes_password(sentinels: list[tuple[str, int]], password: str) -> bool:
+    """Whether the sentinels want the URL's password too.
+
+    The URL carries one password, the primary's. Sentinels are often run without
+    one, and then AUTH fails; some redis-py versions ignore that failure, others
+    do not, so ask the first sentinel that answers once, up front.
+    """
+    for host, port in sentinels:
+        probe = redis.Redis(
+            host=host,
+            port=port,
+            password=password,
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+        )
+        try:
+            probe.ping()
+            return True
+        except redis.AuthenticationError as e:
+            return "without any password configured" not in str(e)
+        except redis.RedisError:
+            continue
+        finally:
+            probe.close()
+    return True
 
 
 def _cluster_client(parts: t.Any) -> t.Any:
@@ -735,3 +763,26 @@ def _cluster_client(parts: t.Any) -> t.Any:
         socket_timeout=SOCKET_TIMEOUT,
         socket_connect_timeout=CONNECT_TIMEOUT,
     )
+
+
+def _checkout(pool: t.Any) -> t.Any:
+    """A connection from ``pool`` on every redis-py the dependency range allows.
+
+    redis-py before 5.3 requires a command name (it never uses it for a plain
+    pool); 5.3 and later deprecate passing one.
+    """
+    if _POOL_NEEDS_NAME is None:
+        _probe_pool(pool)
+    return pool.get_connection("PING") if _POOL_NEEDS_NAME else pool.get_connection()
+
+
+_POOL_NEEDS_NAME: bool | None = None
+
+
+def _probe_pool(pool: t.Any) -> None:
+    import inspect
+
+    global _POOL_NEEDS_NAME
+    parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
+    _POOL_NEEDS_NAME = parameter is not None and parameter.default is inspect.Parameter.empty
+
