@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import typing as t
 
 import pytest
 
@@ -77,3 +78,112 @@ def test_a_planted_key_never_runs_as_a_command_during_a_read(
     warnings = [line for line in result.stderr.splitlines() if "invalid memcached key" in line]
     assert len(warnings) == 1 and warnings[0].startswith("warning: ")
     assert not any(ch in result.stderr for ch in "\r\t\x00\x1b\x07\x7f")
+
+
+# -- TTLs memcached cannot hold ----------------------------------------------------------
+
+# 2**31 (January 2038) and later: memcached keeps exptime as a signed 32-bit number,
+# so sent as is such an expiry wraps to "already expired" (2**31) or "never" (2**32).
+FAR_FUTURE = ["--at", "2040-01-01T00:00:00+00:00"], ["--at", "4294967296"], ["--in", "5000d"]
+
+
+@pytest.mark.parametrize("when", FAR_FUTURE, ids=["iso", "unix", "duration"])
+def test_an_expiry_memcached_cannot_hold_is_refused_and_the_session_kept(
+    cli: CliRunner, mc: ServerProcess, when: list[str]
+) -> None:
+    good_sessions(mc.port, 1)
+    url = f"memcached://127.0.0.1:{mc.port}"
+    result = cli("expire", "--store", url, *when, "--", "good0")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("error: ") and "2038" in result.stderr
+    assert b"VA" in raw(mc.port, b"mg session:good0 v\r\n")  # not expired by a wrapped exptime
+    assert b"t-1" in raw(mc.port, b"mg session:good0 t\r\n")  # and its expiry untouched
+
+
+def test_ttls_are_range_checked_before_anything_is_sent(mc: ServerProcess) -> None:
+    from sesstool.errors import InvalidInput
+    from sesstool.stores.memcached import MemcachedStore
+    from sesstool.stores.memcached_commands import MAX_EXPTIME, THIRTY_DAYS, memcached_exptime
+
+    store = MemcachedStore([("127.0.0.1", mc.port)])
+    now = 1_800_000_000
+    assert memcached_exptime(THIRTY_DAYS, now) == THIRTY_DAYS
+    assert memcached_exptime(THIRTY_DAYS + 1, now) == now + THIRTY_DAYS + 1
+    assert memcached_exptime(MAX_EXPTIME - now, now) == MAX_EXPTIME
+    with pytest.raises(InvalidInput, match="2038"):
+        memcached_exptime(MAX_EXPTIME - now + 1, now)
+    for ttl in (0, -5, 400 * 365 * 86400):
+        with pytest.raises(InvalidInput):
+            store.set(b"session:new", b"v", ttl)
+        with pytest.raises(InvalidInput):
+            store.set_many([(b"session:ok", b"v", 60), (b"session:new", b"v", ttl)])
+    # A batch with one bad entry writes none of them.
+    assert raw(mc.port, b"mg session:ok v\r\nmg session:new v\r\n") == b"EN\r\nEN\r\n"
+    store.close()
+
+
+# -- reads cannot write -------------------------------------------------------------------
+
+
+def test_a_read_only_store_refuses_every_write_before_sending_it(mc: ServerProcess) -> None:
+    from sesstool.errors import InvalidInput
+    from sesstool.stores.memcached import open_memcached
+
+    good_sessions(mc.port, 2)
+    store = open_memcached(f"memcached://127.0.0.1:{mc.port}", read_only=True)
+    items = [item for batch in store.scan(b"session:") for item in batch]
+    assert len(items) == 2 and store.get(b"session:good0") is not None
+    writes: list[t.Callable[[], object]] = [
+        lambda: store.set(b"session:good0", b"x", None),
+        lambda: store.add(b"session:new", b"x", 60),
+        lambda: store.delete([b"session:good0"]),
+        lambda: store.delete_if_unchanged(items),
+        lambda: store.compare_and_set(items[0], b"x"),
+        lambda: store.expire(b"session:good0", 1),
+        lambda: store.persist(b"session:good0"),
+        lambda: store.set_many([(b"session:new", b"x", None)]),
+        lambda: list(store.unlink_prefix(b"session:")),
+        lambda: store.reclaim_expired(),
+    ]
+    for write in writes:
+        with pytest.raises(InvalidInput, match="read-only"):
+            write()
+    assert len([item for batch in store.scan(b"session:") for item in batch]) == 2
+    store.close()
+
+
+def test_a_read_connection_sends_only_requests_that_read(mc: ServerProcess) -> None:
+    from sesstool.errors import StoreError
+    from sesstool.stores import memcached_commands as commands
+    from sesstool.stores.memcached_wire import Connection
+
+    good_sessions(mc.port, 1)
+    conn = Connection("127.0.0.1", mc.port, timeout=5, connect_timeout=5, read_only=True)
+    with pytest.raises(StoreError, match="read-only"):
+        conn.send(commands.delete([b"session:good0"]))
+    with pytest.raises(TypeError):
+        conn.send(b"flush_all\r\n")  # type: ignore[arg-type]
+    assert conn.call(commands.version(), 1, "version")[0].startswith(b"VERSION")
+    conn.close()
+    assert b"VA" in raw(mc.port, b"mg session:good0 v\r\n")
+
+
+@pytest.mark.parametrize("key", [b"", b"a" * 251, b"a b", b"a\rb", b"a\nb", b"a\x00", b"a\x7f", b"a\tb"])
+def test_every_builder_refuses_a_key_memcached_cannot_carry(key: bytes) -> None:
+    from sesstool.stores import memcached_commands as commands
+
+    builders: list[t.Callable[[], object]] = [
+        lambda: commands.mg_values([b"ok", key]),
+        lambda: commands.mg_idle([key]),
+        lambda: commands.gets([b"ok", key]),
+        lambda: commands.store(b"set", [(key, b"v", 0)]),
+        lambda: commands.cas([(key, 0, 0, b"v", 1)]),
+        lambda: commands.delete([key]),
+        lambda: commands.md_if([(key, 1)]),
+        lambda: commands.touch(key, 0),
+    ]
+    for build in builders:
+        with pytest.raises(commands.InvalidKey) as caught:
+            build()
+        assert caught.value.exit_code == 2
+        assert not any(ch in str(caught.value) for ch in "\r\n\x00\x7f\t")
