@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from sesstool.errors import StoreError
 from sesstool.stores import memcached_commands as commands
 from sesstool.stores.memcached_replies import read_gets, read_idle, read_mg, read_stat, speaks_meta
-from sesstool.stores.memcached_wire import MAX_LINE, MAX_VALUE, CasToken, Connection, iter_dump
+from sesstool.stores.memcached_wire import FLAG_ZLIB, MAX_LINE, MAX_VALUE, CasToken, Connection, iter_dump
 from tests.conftest import CliRunner
 
 HYPOTHESIS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -123,13 +123,18 @@ def test_replies_shaped_like_memcacheds_are_parsed_or_a_store_error(name: str, r
 @given(values=st.lists(st.tuples(st.binary(max_size=50), st.integers(-1, 2**31 - 1), st.integers(0, 2**32 - 1)),
                        min_size=3, max_size=3))  # fmt: skip
 def test_well_formed_mg_replies_round_trip(values: list[tuple[bytes, int, int]]) -> None:
-    reply = b"".join(b"VA %d t%d c%d f%d\r\n%s\r\n" % (len(v), ttl, i + 1, 0, v) for i, (v, ttl, _) in enumerate(values))
+    values = [(value, ttl, flags & ~FLAG_ZLIB) for value, ttl, flags in values]
+    reply = b"".join(
+        b"VA %d t%d c%d f%d\r\n%s\r\n" % (len(value), ttl, cas, flags, value)
+        for cas, (value, ttl, flags) in enumerate(values, start=1)
+    )
     conn = connection_fed(reply + b"EN\r\n")
     items = read_mg(conn, KEYS, CasToken)
     conn.close()
     assert [item.value for item in items] == [v for v, _, _ in values]
     assert [item.ttl for item in items] == [None if ttl < 0 else ttl for _, ttl, _ in values]
     assert [int(item.version) for item in items] == [1, 2, 3]
+    assert [item.flags for item in items] == [f for _, _, f in values]
 
 
 def test_a_value_header_larger_than_the_bound_fails_at_once() -> None:
