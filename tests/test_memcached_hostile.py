@@ -187,3 +187,103 @@ def test_every_builder_refuses_a_key_memcached_cannot_carry(key: bytes) -> None:
             build()
         assert caught.value.exit_code == 2
         assert not any(ch in str(caught.value) for ch in "\r\n\x00\x7f\t")
+
+
+# -- properties of the parsers and builders -------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from sesstool.errors import InvalidInput  # noqa: E402
+from sesstool.stores import memcached_commands as commands  # noqa: E402
+from sesstool.stores.memcached_listing import InvalidKeys, decode_keys  # noqa: E402
+from sesstool.stores.memcached_wire import uri_encode  # noqa: E402
+
+ANY_KEY = st.one_of(
+    st.binary(max_size=260),
+    st.text(max_size=80).map(str.encode),
+    st.lists(st.sampled_from([b"a", b"%", b"%0D", b"%0A", b"\r\n", b" ", b"\xff", b"\x7f", b"\x00"]), max_size=12).map(
+        b"".join
+    ),  # fmt: skip
+)
+
+
+@settings(deadline=None)
+@given(keys=st.lists(ANY_KEY, min_size=1, max_size=6))
+def test_a_request_holds_exactly_one_line_a_key_or_is_refused(keys: list[bytes]) -> None:
+    for build in (commands.mg_values, commands.mg_idle, commands.delete):
+        try:
+            request = build(keys)
+        except commands.InvalidKey as e:
+            assert not commands.valid_key(e.key) and e.key in keys
+            assert str(e).isascii() and not any(c in str(e) for c in "\r\n\t\x00")
+            continue
+        assert all(commands.valid_key(key) for key in keys)
+        lines = request.split(b"\r\n")
+        assert lines[-1] == b"" and len(lines) == len(keys) + 1
+        assert [line.split(b" ")[1] for line in lines[:-1]] == keys
+
+
+@settings(deadline=None)
+@given(rests=st.lists(ANY_KEY, min_size=1, max_size=8), prefix=st.sampled_from([b"session:", b"a%b:", b""]))
+def test_listed_keys_round_trip_through_the_dump_encoding_or_are_reported(rests: list[bytes], prefix: bytes) -> None:
+    warned: list[str] = []
+    keys = decode_keys(prefix, [uri_encode(rest) for rest in rests], InvalidKeys(warned.append), "server")
+    expected = [prefix + rest for rest in rests if commands.valid_key(prefix + rest)]
+    assert keys == expected
+    assert len(warned) == min(len(rests) - len(expected), 5)
+    assert all(line.isascii() and "\n" not in line and "\r" not in line for line in warned)
+
+
+@settings(deadline=None)
+@given(ttl=st.one_of(st.none(), st.integers(), st.integers(-10, 2 * commands.THIRTY_DAYS)),
+       now=st.integers(0, 2**31))  # fmt: skip
+def test_every_exptime_sent_is_one_memcached_can_hold(ttl: int | None, now: int) -> None:
+    try:
+        exptime = commands.memcached_exptime(ttl, now)
+    except InvalidInput as e:
+        assert ttl is not None and ttl > commands.THIRTY_DAYS and "2038" in str(e)
+        return
+    assert -1 <= exptime <= commands.MAX_EXPTIME
+    if ttl is not None and 0 < ttl <= commands.THIRTY_DAYS:
+        assert exptime == ttl  # relative
+    elif ttl is not None and ttl > commands.THIRTY_DAYS:
+        assert exptime == now + ttl  # absolute, the 30-day rule
+
+
+@settings(deadline=None)
+@given(url=st.one_of(
+    st.text(max_size=60).map(lambda rest: "memcached://" + rest),
+    st.builds(lambda h, p, q: f"memcached://{h}:{p}?{q}", st.sampled_from(["a", "[::1]", "", "a,b"]),
+              st.one_of(st.integers(-5, 10**7).map(str), st.text(max_size=8)),
+              st.sampled_from(["", "timeout=nan", "timeout=inf", "timeout=-1", "timeout=1e400",
+                               "connect_timeout=0", "hash=crc32", "timeout=2", "x=1"])),
+))  # fmt: skip
+def test_store_urls_open_or_are_invalid_input(url: str) -> None:
+    from sesstool.stores.memcached import open_memcached
+
+    try:
+        store = open_memcached(url)
+    except InvalidInput as e:
+        assert str(e)
+        return
+    assert all(0 < server.port < 65536 and server.host for server in store.servers)
+    assert all(0 < server.timeout <= 3600 and 0 < server.connect_timeout <= 3600 for server in store.servers)
+
+
+VALID_KEY_BYTES = st.binary(min_size=1, max_size=40).filter(lambda key: commands.valid_key(b"session:" + key))
+
+
+@settings(deadline=None, max_examples=50)
+@given(rests=st.lists(VALID_KEY_BYTES, min_size=1, max_size=5, unique=True))
+def test_any_valid_key_is_listed_and_read_back_from_a_real_server(memcached_server: ServerProcess,
+                                                                  rests: list[bytes]) -> None:  # fmt: skip
+    from sesstool.stores.memcached import MemcachedStore
+
+    raw(memcached_server.port, b"flush_all\r\n")
+    for rest in rests:
+        assert raw(memcached_server.port, b"set session:%s 0 0 1\r\nx\r\n" % rest) == b"STORED\r\n"
+    store = MemcachedStore([("127.0.0.1", memcached_server.port)])
+    listed = sorted(item.key for batch in store.scan(b"session:") for item in batch)
+    store.close()
+    assert listed == sorted(b"session:" + rest for rest in rests)

@@ -47,14 +47,18 @@ def parse_url(url: str) -> tuple[list[tuple[str, int]], dict[str, str]]:
     Options: ``hash`` (one of :data:`HASHES`), ``timeout`` and ``connect_timeout``
     (seconds).
     """
-    parts = urlsplit(url)
+    # No message here repeats the URL: whatever it holds, a password among it, stays unsaid.
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:  # an unbalanced [ or ]
+        raise InvalidInput(f"invalid memcached URL: {e}") from e
     if parts.scheme.lower() != "memcached":
-        raise InvalidInput(f"not a memcached URL: {url!r}")
+        raise InvalidInput("not a memcached URL: it must start with memcached://")
     netloc = parts.netloc
     if "@" in netloc:
         raise InvalidInput("memcached URLs take no user or password (SASL is not supported)")
     if parts.path not in ("", "/"):
-        raise InvalidInput(f"a memcached URL has no path: {url!r}")
+        raise InvalidInput("a memcached URL has no path: memcached://host[:port][,host[:port]...]")
     servers = []
     for spec in netloc.split(","):
         spec = spec.strip()
