@@ -85,14 +85,30 @@ TOKENS = st.one_of(
 LINES = st.one_of(
     st.builds(lambda n, a, b, c: b"VA %s t%s c%s f%s" % (n, a, b, c), NUMBERS, TOKENS, TOKENS, TOKENS),
     st.builds(lambda n, rest: b"VA %s %s" % (n, rest), TOKENS, st.binary(max_size=20)),
-    st.builds(lambda k, f, n, c: b"VALUE %s %s %s %s" % (k, f, n, c), st.sampled_from(KEYS + [b"other"]), TOKENS,
-              NUMBERS, TOKENS),  # fmt: skip
+    st.builds(
+        lambda k, f, n, c: b"VALUE %s %s %s %s" % (k, f, n, c),
+        st.sampled_from(KEYS + [b"other"]),
+        TOKENS,
+        NUMBERS,
+        TOKENS,
+    ),  # fmt: skip
     st.builds(lambda a, b: b"HD l%s t%s c1" % (a, b), TOKENS, TOKENS),
     st.builds(lambda name, v: b"STAT %s %s" % (name, v), st.sampled_from([b"crawler_reclaimed", b"pid"]), TOKENS),
     st.builds(lambda n, a: b"key=session%%3A%s exp=%s la=1 cas=1" % (n, a), TOKENS, TOKENS),
     st.sampled_from(
-        [b"EN", b"END", b"ERROR", b"CLIENT_ERROR bad \x1b[31m", b"SERVER_ERROR out of memory", b"BUSY",
-         b"VERSION 1.6.18", b"VERSION x", b"OK", b"", b"\x00" * 10]  # fmt: skip
+        [
+            b"EN",
+            b"END",
+            b"ERROR",
+            b"CLIENT_ERROR bad \x1b[31m",
+            b"SERVER_ERROR out of memory",
+            b"BUSY",
+            b"VERSION 1.6.18",
+            b"VERSION x",
+            b"OK",
+            b"",
+            b"\x00" * 10,
+        ]  # fmt: skip
     ),
     st.binary(max_size=40),
 )
@@ -247,8 +263,13 @@ def fake_memcached(answers: dict[bytes, bytes]) -> tuple[int, threading.Event]:
 
 @pytest.mark.parametrize(
     "mg_answer",
-    [b"VA 5 t-1 c1 f0\r\nab", b"VA 99999999999 t-1 c1 f0\r\n", b"VA x\r\n", b"\x1b[2J garbage\r\n",
-     b"VA 2 t9999999999999999999999 c1 f0\r\nab\r\n"],  # fmt: skip
+    [
+        b"VA 5 t-1 c1 f0\r\nab",
+        b"VA 99999999999 t-1 c1 f0\r\n",
+        b"VA x\r\n",
+        b"\x1b[2J garbage\r\n",
+        b"VA 2 t9999999999999999999999 c1 f0\r\nab\r\n",
+    ],  # fmt: skip
 )
 def test_list_against_a_hostile_server_exits_3_with_one_line(cli: CliRunner, mg_answer: bytes) -> None:
     dump = b"key=session%3Aa exp=-1 la=1 cas=1 fetch=no cls=1 size=70\nEND\r\n"

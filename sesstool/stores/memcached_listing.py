@@ -20,7 +20,7 @@ import re
 import tempfile
 import typing as t
 
-from sesstool.stores.memcached_commands import KEY_RULES, show_key, valid_key, valid_keys
+from sesstool.stores.memcached_commands import KEY_RULES, CheckedKeys, InvalidKey, show_key, valid_key
 from sesstool.stores.memcached_wire import uri_decode, uri_encode
 
 SPOOL_MEMORY = 8 * 1024 * 1024  # listed keys kept in memory before spilling to disk
@@ -85,7 +85,7 @@ def listed(dump: t.Iterable[bytes], prefix: bytes, size: int, *,
             yield lines
 
 
-def decode_keys(prefix: bytes, lines: list[bytes], invalid: InvalidKeys, server: str) -> list[bytes]:
+def decode_keys(prefix: bytes, lines: list[bytes], invalid: InvalidKeys, server: str) -> CheckedKeys:
     """The full keys of listed lines, invalid ones reported and left out."""
     if b"%" not in b"".join(lines):
         # The usual case (Flask-Session ids are URL-safe): nothing to decode, and
@@ -93,15 +93,17 @@ def decode_keys(prefix: bytes, lines: list[bytes], invalid: InvalidKeys, server:
         keys = [prefix + rest for rest in lines]
     else:
         keys = [prefix + uri_decode(rest) for rest in lines]
-    if valid_keys(keys):
-        return keys
+    try:
+        return CheckedKeys(keys)
+    except InvalidKey:
+        pass
     good = []
     for key in keys:
         if valid_key(key):
             good.append(key)
         else:
             invalid.skip(server, key)
-    return good
+    return CheckedKeys(good)
 
 
 def decode_expiry(prefix: bytes, lines: list[bytes], invalid: InvalidKeys, server: str) -> dict[bytes, int]:

@@ -15,6 +15,7 @@ from sesstool.errors import InvalidInput, StoreError
 from sesstool.stores import memcached_commands as commands
 from sesstool.stores.base import MISSING, STRING, StoredItem
 from sesstool.stores.memcached_commands import (
+    CheckedKeys,
     check_key,
 )
 from sesstool.stores.memcached_listing import InvalidKeys, decode_expiry, decode_keys, expiry_lines, listed
@@ -208,7 +209,7 @@ class MemcachedReader:
 
     def scan_keys(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[list[bytes]]:
         for server in self.servers:
-            yield from self._key_chunks(server, prefix, batch)
+            yield from (list(keys) for keys in self._key_chunks(server, prefix, batch))
 
     def scan(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[list[StoredItem]]:
         """Every item under ``prefix``, server by server, ``batch`` items at a time.
@@ -233,7 +234,7 @@ class MemcachedReader:
             chunks.close()  # drops the spool now, not when garbage is collected
             conn.close()
 
-    def _key_chunks(self, server: _Server, prefix: bytes, size: int) -> t.Generator[list[bytes], None, None]:
+    def _key_chunks(self, server: _Server, prefix: bytes, size: int) -> t.Generator[CheckedKeys, None, None]:
         """The valid keys under ``prefix`` that ``server`` dumps, about ``size`` at a time."""
         invalid = InvalidKeys(self.warn)
         for lines in listed(self._dump(server), prefix, size, with_expiry=False):
