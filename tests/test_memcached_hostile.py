@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import time
 import typing as t
 
 import pytest
@@ -287,3 +288,20 @@ def test_any_valid_key_is_listed_and_read_back_from_a_real_server(memcached_serv
     listed = sorted(item.key for batch in store.scan(b"session:") for item in batch)
     store.close()
     assert listed == sorted(b"session:" + rest for rest in rests)
+
+
+@pytest.mark.parametrize("selector", [["--where", "user_id=1"], ["--idle", "0"], ["--all"]])
+def test_purge_skips_a_planted_key_and_deletes_only_what_it_selected(
+    cli: CliRunner, mc: ServerProcess, selector: list[str]
+) -> None:
+    good_sessions(mc.port, 3)
+    plant_binary_key(mc.port, b"session:x\r\nflush_all\r\n")
+    url = f"memcached://127.0.0.1:{mc.port}"
+    if selector[0] == "--idle":
+        time.sleep(1.1)  # memcached's clock ticks once a second: let the items be idle > 0 s
+    result = cli("purge", *selector, "--yes", "--store", url, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("warning: skipped an invalid memcached key") >= 1
+    left = sorted(r["sid"] for r in cli("list", "--store", url, "--format", "json").json())
+    assert left == ([] if selector[0] != "--where" else ["good0", "good2"])
+    assert result.json()["deleted"] == (1 if selector[0] == "--where" else 3)
