@@ -14,10 +14,7 @@ import warnings
 from sesstool.errors import InvalidInput, StoreError
 from sesstool.stores import memcached_commands as commands
 from sesstool.stores.base import MISSING, STRING, StoredItem
-from sesstool.stores.memcached_commands import (
-    CheckedKeys,
-    check_key,
-)
+from sesstool.stores.memcached_commands import CheckedKeys, check_key
 from sesstool.stores.memcached_listing import InvalidKeys, decode_expiry, decode_keys, expiry_lines, listed
 from sesstool.stores.memcached_replies import (
     read_gets,
@@ -27,18 +24,8 @@ from sesstool.stores.memcached_replies import (
     set_expiry,
     speaks_meta,
 )
-from sesstool.stores.memcached_routing import (
-    HASHES,
-    crc32_bucket,
-    one_at_a_time,
-)
-from sesstool.stores.memcached_wire import (
-    CasToken,
-    Connection,
-    iter_dump,
-    server_name,
-    uri_encode,
-)
+from sesstool.stores.memcached_routing import HASHES, crc32_bucket, one_at_a_time
+from sesstool.stores.memcached_wire import CasToken, Connection, iter_dump, server_name, uri_encode
 
 TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
@@ -49,11 +36,6 @@ DUMP_ATTEMPTS = 4  # dumps a pre-1.6 get may need to find one item's expiry
 #: while the previous reply is unread (pipelining cannot deadlock), large enough
 #: that round trips do not dominate.
 REQUEST_KEYS = 500
-
-
-def _looks_pickled(value: bytes) -> bool:
-    # Protocol 2+ starts with PROTO (0x80); 0 and 1 with MARK/EMPTY_DICT; all end in STOP.
-    return value[:1] in (b"\x80", b"(", b"}") and value.endswith(b".")
 
 
 def _python_warning(message: str) -> None:

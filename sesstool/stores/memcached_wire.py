@@ -1,13 +1,14 @@
-"""memcached's text protocol on a plain socket: connections, replies, client flags.
+"""memcached's text protocol on a plain socket: connections, lines, values, the dump.
 
 pymemcache has no ``lru_crawler metadump`` and no meta commands (``mg``/``md``),
 and its per-key Python objects would dominate a listing of a million items, so
 the store speaks the protocol itself. This module knows lines, values and error
-replies, turns every socket failure into a one-line
-:class:`~sesstool.errors.StoreError` that names the server, and parses value
-replies straight into :class:`~sesstool.stores.base.StoredItem` (the hot loop of
-a listing). Which server and which command is :mod:`sesstool.stores.memcached`'s
-business.
+replies, bounds what a server can make it hold, and turns every socket failure
+into a one-line :class:`~sesstool.errors.StoreError` that names the server. What
+is sent is built in :mod:`~sesstool.stores.memcached_commands`; what replies mean
+is parsed in :mod:`~sesstool.stores.memcached_replies`.
+
+Every socket gets its timeouts here (:class:`Connection`), and only here.
 """
 
 from __future__ import annotations
