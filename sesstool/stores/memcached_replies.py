@@ -181,10 +181,11 @@ def read_stat(conn: Connection, name: bytes) -> int:
 
 def speaks_meta(conn: Connection, line: bytes) -> bool:
     """Whether a ``version`` reply names memcached 1.6 or later (meta commands)."""
-    match = re.match(rb"VERSION (\d{1,6})\.(\d{1,6})", line)
-    if match is None:
+    if not line.startswith(b"VERSION "):
         raise conn.unexpected(line, "version")
-    return (int(match[1]), int(match[2])) >= (1, 6)
+    # A proxy may name itself instead (mcrouter, twemproxy): the classic protocol then.
+    match = re.match(rb"VERSION (\d{1,6})\.(\d{1,6})", line)
+    return match is not None and (int(match[1]), int(match[2])) >= (1, 6)
 
 
 def set_expiry(item: StoredItem, exp: int, now: int) -> None:
