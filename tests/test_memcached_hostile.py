@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import threading
 import time
 import typing as t
 
@@ -305,3 +306,63 @@ def test_purge_skips_a_planted_key_and_deletes_only_what_it_selected(
     left = sorted(r["sid"] for r in cli("list", "--store", url, "--format", "json").json())
     assert left == ([] if selector[0] != "--where" else ["good0", "good2"])
     assert result.json()["deleted"] == (1 if selector[0] == "--where" else 3)
+
+
+# -- a reply lost after the write was done ---------------------------------------------------
+
+
+def reply_dropping_proxy(upstream: int, stop: threading.Event) -> int:
+    """A proxy to a real memcached that passes every command on, but hangs up
+    instead of passing back the reply to a ``cas`` (the write is done; the
+    client never hears so)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.1)
+
+    def relay(client: socket.socket) -> None:
+        with client, socket.create_connection(("127.0.0.1", upstream), timeout=5) as server:
+            server.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    request = client.recv(65536)
+                except OSError:
+                    return
+                if not request:
+                    return
+                server.sendall(request)
+                reply = b""
+                while not reply.endswith(b"\r\n"):
+                    try:
+                        reply += server.recv(65536)
+                    except TimeoutError:
+                        break
+                if request.startswith(b"cas "):
+                    return  # hang up: the reply is lost
+                client.sendall(reply)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=relay, args=(client,), daemon=True).start()
+        listener.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return int(listener.getsockname()[1])
+
+
+def test_a_cas_whose_reply_is_lost_is_read_back_and_reported_as_written(cli: CliRunner, mc: ServerProcess) -> None:
+    good_sessions(mc.port, 1)
+    stop = threading.Event()
+    port = reply_dropping_proxy(mc.port, stop)
+    try:
+        url = f"memcached://127.0.0.1:{port}?timeout=2"
+        result = cli("edit", "--store", url, "--set", "user_id=7", "--", "good0")
+    finally:
+        stop.set()
+    assert result.exit_code == 0, result.stderr
+    value = raw(mc.port, b"mg session:good0 v\r\n").split(b"\r\n")[1]
+    assert serializers.decode(value)[1] == {"user_id": 7}

@@ -53,7 +53,7 @@ import math
 import time
 import typing as t
 
-from sesstool.errors import InvalidInput, UndecodableValue
+from sesstool.errors import InvalidInput, StoreError, UndecodableValue
 from sesstool.stores import memcached_commands as commands
 from sesstool.stores.base import StoredItem
 from sesstool.stores.memcached_commands import (
@@ -83,6 +83,7 @@ from sesstool.stores.memcached_wire import (
     FLAG_ZLIB,
     MAX_DECOMPRESSED,
     CasToken,
+    LostConnection,
     decompress,
 )
 
@@ -152,12 +153,38 @@ class MemcachedStore(MemcachedReader):
             conn = server.writer
             for start in range(0, len(entries), REQUEST_KEYS):
                 chunk = entries[start : start + REQUEST_KEYS]
-                replies = conn.call(commands.cas(entry for _, entry in chunk), len(chunk), "cas")
+                try:
+                    replies = conn.call(commands.cas(entry for _, entry in chunk), len(chunk), "cas")
+                except LostConnection as lost:
+                    # The server may have done the writes and only the replies were lost.
+                    try:
+                        confirmed = self._confirm_cas(server, chunk)
+                    except StoreError:
+                        raise lost from None
+                    for index, written in confirmed:
+                        results[index] = written
+                    continue
                 for (index, _), reply in zip(chunk, replies, strict=True):
                     if reply not in (b"STORED", b"EXISTS", b"NOT_FOUND"):
                         raise conn.unexpected(reply, "cas")
                     results[index] = reply == b"STORED"
         return results
+
+    def _confirm_cas(self, server: _Server, chunk: list[tuple[int, tuple[bytes, int, int, bytes, int]]]
+                     ) -> list[tuple[int, bool]]:  # fmt: skip
+        """Whether each ``cas`` of ``chunk`` was written, read back after its reply was
+        lost: written when the key now holds the new value under a new cas token.
+        One not written reads as changed meanwhile, which a caller retries from a
+        fresh read: right whether the server refused it or never received it.
+
+        :raises StoreError: when the server cannot be read either.
+        """
+        current = {item.key: item for item in self._read(server, [entry[0] for _, entry in chunk])}
+        confirmed = []
+        for index, (key, _, _, value, token) in chunk:
+            now = current.get(key)
+            confirmed.append((index, now is not None and now.value == value and int(now.version) != token))
+        return confirmed
 
     def _cas_entry(self, item: StoredItem, value: bytes,
                    now: int) -> tuple[_Server, tuple[bytes, int, int, bytes, int]] | None:  # fmt: skip

@@ -60,6 +60,10 @@ def server_name(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class LostConnection(StoreError):
+    """The connection failed or closed mid-command: what was sent may have been done."""
+
+
 class Connection:
     """One TCP connection to one memcached server, opened on first use.
 
@@ -127,9 +131,11 @@ class Connection:
         self.close()
         if isinstance(e, TimeoutError):
             if self.deadline is not None and time.monotonic() >= self.deadline:
-                return StoreError(f"memcached at {self.name} did not finish in time (the command's deadline passed)")
-            return StoreError(f"memcached at {self.name} timed out after {self.timeout:g}s")
-        return StoreError(f"lost the connection to memcached at {self.name}: {e.strerror or e}")
+                return LostConnection(
+                    f"memcached at {self.name} did not finish in time (the command's deadline passed)"
+                )
+            return LostConnection(f"memcached at {self.name} timed out after {self.timeout:g}s")
+        return LostConnection(f"lost the connection to memcached at {self.name}: {e.strerror or e}")
 
     def send(self, request: Request) -> None:
         if not isinstance(request, Request):
@@ -156,7 +162,7 @@ class Connection:
             raise self._failed(e) from e
         if not data:
             self.close()
-            raise StoreError(f"memcached at {self.name} closed the connection")
+            raise LostConnection(f"memcached at {self.name} closed the connection")
         return data
 
     def fill(self) -> None:
