@@ -110,6 +110,13 @@ class PurgeResult:
         return {"matched": self.matched, "deleted": self.deleted, "dry_run": self.dry_run}
 
 
+def reclaims_expired(store: Store, criteria: Criteria) -> bool:
+    """Whether ``--expired`` on ``store`` has its servers free the items past their
+    expiry (memcached). Nothing can read those, so no dry run can count them: a
+    prompt before such a purge has no count to show."""
+    return criteria.expired and store.name != "redis" and hasattr(store, "reclaim_expired")
+
+
 def purge(
     store: Store,
     prefix: str,
@@ -133,8 +140,7 @@ def purge(
     result = PurgeResult(dry_run=dry_run)
     encoded_prefix = prefix.encode("utf-8")
     criteria = dataclasses.replace(criteria, expiry_by_idle=store.name == "redis")
-    reclaim = getattr(store, "reclaim_expired", None)
-    if criteria.expired and not criteria.expiry_by_idle and reclaim is not None:
+    if reclaims_expired(store, criteria):
         # memcached: an item past its expiry can no longer be read or listed by
         # anyone, so no other selector can apply to it; the servers free them.
         if criteria.needs_data or criteria.idle is not None or on_selected is not None:
@@ -143,7 +149,7 @@ def purge(
                 "combined with --where, --empty, --idle or --backup"
             )
         if not dry_run:
-            result.deleted = result.matched = int(reclaim())
+            result.deleted = result.matched = int(store.reclaim_expired())  # type: ignore[attr-defined]
         return result
     try:
         if criteria.fast_all and on_selected is None:

@@ -250,3 +250,25 @@ def test_purge_expired_frees_items_past_their_expiry(cli: CliRunner) -> None:
         assert [r["sid"] for r in listed] == ["long"]
     finally:
         server.stop()
+
+
+def test_purge_expired_on_a_terminal_asks_before_freeing_anything(cli: CliRunner) -> None:
+    """memcached cannot count items past their expiry without freeing them, so the
+    prompt cannot show a count; it must still ask, and "no" must free nothing."""
+    server = start_memcached(["-o", "no_lru_maintainer"])  # no background crawler to race us
+    try:
+        url = f"memcached://127.0.0.1:{server.port}"
+        store = open_memcached(url)
+        store.set(b"session:short", serializers.encode({"user_id": 1}, "msgpack"), 1)
+        time.sleep(2.2)
+        refused = cli("purge", "--expired", "--store", url, "--format", "json", input="n\n", stdin_isatty=True)
+        assert refused.exit_code == 0, refused.stderr
+        assert "past its expiry" in refused.stderr and "[y/N]" in refused.stderr
+        assert "nothing deleted" in refused.stderr and refused.stdout == ""
+        assert store._stat(store.servers[0], b"crawler_reclaimed") == 0
+        accepted = cli("purge", "--expired", "--store", url, "--format", "json", input="y\n", stdin_isatty=True)
+        assert accepted.exit_code == 0, accepted.stderr
+        assert accepted.json() == {"matched": 1, "deleted": 1, "dry_run": False}
+        store.close()
+    finally:
+        server.stop()

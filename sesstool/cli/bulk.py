@@ -124,13 +124,19 @@ def _confirm(env: Environment, store: t.Any, prefix: str, criteria: Criteria, se
     Counting idle sessions by their data would read them and reset their idle time,
     so that they would no longer match: then purge asks without a count.
     """
+    from sesstool.purge import reclaims_expired
+
     what = "sessions"
-    if not _dry_run_touches(criteria):
+    question = f"Delete {what} under {prefix!r} ({criteria.describe()}) from {store.describe()}? [y/N] "
+    if reclaims_expired(store, criteria):
+        # memcached frees such items for every prefix at once, and cannot count them first.
+        question = f"Free every item past its expiry (any prefix) on {store.describe()}? [y/N] "
+    elif not _dry_run_touches(criteria):
         preview = _run_purge(env, store, prefix, criteria, serializer, True, None, batch, None, label="counting")
         if preview.matched == 0:
             return True  # nothing to delete: the real run reports 0 without asking
-        what = f"{preview.matched:,} sessions"
-    env.stderr.write(f"Delete {what} under {prefix!r} ({criteria.describe()}) from {store.describe()}? [y/N] ")
+        question = question.replace(what, f"{preview.matched:,} sessions", 1)
+    env.stderr.write(question)
     env.stderr.flush()
     answer = env.stdin.readline().strip().lower()
     if answer in ("y", "yes"):

@@ -70,6 +70,7 @@ def complete_session_ids(ctx: click.Context, param: click.Parameter, incomplete:
             from sesstool.cli.options import resolve_settings
 
             settings = resolve_settings(ctx)
+            settings.warn = lambda message: None  # skipped keys are no news on TAB
             store = settings.open_store()
     except Exception:
         return []

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import click
 from click.core import ParameterSource
 
+from sesstool.env import Environment
 from sesstool.errors import InvalidInput
 from sesstool.output import FORMATS
 
@@ -125,11 +126,13 @@ class Settings:
     # A ready client from the app's config (SESSION_REDIS / SESSION_MEMCACHED).
     client: t.Any = None
     app: t.Any = None
+    # Where the store reports what it skipped (the command's stderr, as warning: lines).
+    warn: t.Callable[[str], None] | None = None
 
     def open_store(self) -> t.Any:
         from sesstool.stores import open_store
 
-        return open_store(self.store_url, client=self.client)
+        return open_store(self.store_url, client=self.client, warn=self.warn)
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -144,7 +147,7 @@ def resolve_settings(ctx: click.Context, *, require_store: bool = True) -> Setti
         cookie commands only need its keys).
     """
     params = ctx.params
-    settings = Settings()
+    settings = Settings(warn=getattr(ctx.find_object(Environment), "warn", None))
     app_import = params.get("app_import")
     if app_import:
         from sesstool.appconfig import load_app_settings

@@ -27,8 +27,11 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=f"{userinfo}@{host}").geturl()
 
 
-def open_store(url: str, *, client: t.Any = None) -> Store:
+def open_store(url: str, *, client: t.Any = None, warn: t.Callable[[str], None] | None = None) -> Store:
     """Open the store a URL names (or wrap a ready ``client`` of the app's).
+
+    :param warn: told, in one line each, about stored keys a listing skips (memcached
+        keys its protocol cannot carry); Python's :func:`warnings.warn` by default.
 
     :raises InvalidInput: for an unknown scheme or a malformed URL.
     """
@@ -40,6 +43,6 @@ def open_store(url: str, *, client: t.Any = None) -> Store:
     if scheme in MEMCACHED_SCHEMES:
         from sesstool.stores.memcached import open_memcached
 
-        return open_memcached(url, client=client)
+        return open_memcached(url, client=client, warn=warn)
     known = ", ".join(f"{s}://" for s in REDIS_SCHEMES + MEMCACHED_SCHEMES)
     raise InvalidInput(f"unsupported store URL {redact_url(url)!r}: use one of {known}")

@@ -1,18 +1,18 @@
-"""memcached's text protocol on a plain socket: connections, replies, client flags.
+"""memcached's text protocol on a plain socket: connections, lines, values, the dump.
 
 pymemcache has no ``lru_crawler metadump`` and no meta commands (``mg``/``md``),
 and its per-key Python objects would dominate a listing of a million items, so
 the store speaks the protocol itself. This module knows lines, values and error
-replies, turns every socket failure into a one-line
-:class:`~sesstool.errors.StoreError` that names the server, and parses value
-replies straight into :class:`~sesstool.stores.base.StoredItem` (the hot loop of
-a listing). Which server and which command is :mod:`sesstool.stores.memcached`'s
-business.
+replies, bounds what a server can make it hold, and turns every socket failure
+into a one-line :class:`~sesstool.errors.StoreError` that names the server. What
+is sent is built in :mod:`~sesstool.stores.memcached_commands`; what replies mean
+is parsed in :mod:`~sesstool.stores.memcached_replies`.
+
+Every socket gets its timeouts here (:class:`Connection`), and only here.
 """
 
 from __future__ import annotations
 
-import re
 import socket
 import time
 import typing as t
@@ -20,9 +20,16 @@ import zlib
 from urllib.parse import unquote_to_bytes
 
 from sesstool.errors import StoreError
-from sesstool.stores.base import STRING, StoredItem
+from sesstool.stores import memcached_commands as commands
+from sesstool.stores.memcached_commands import Request
 
 RECV_SIZE = 256 * 1024
+#: Longest reply line read (a metadump line is under 1 KiB, an error line shorter).
+MAX_LINE = 64 * 1024
+#: Largest value read: memcached's item limit is 1 MiB unless raised (``-I``, at
+#: most 1 GiB); a session is far smaller, and a hostile header must not make
+#: sesstool wait for, or hold, a gigabyte.
+MAX_VALUE = 64 * 1024 * 1024
 ERROR_REPLIES = (b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")
 
 # Client flags as python-memcached, pylibmc and pymemcache set them (see
@@ -53,29 +60,56 @@ def server_name(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class LostConnection(StoreError):
+    """The connection failed or closed mid-command: what was sent may have been done."""
+
+
 class Connection:
     """One TCP connection to one memcached server, opened on first use.
 
     ``buf[pos:]`` holds bytes received but not yet consumed. After any error the
     socket is closed (a half-read reply would poison the next command) and the
     next command reconnects.
+
+    Only a :class:`~sesstool.stores.memcached_commands.Request` is sent, and a
+    connection opened ``read_only`` refuses one that writes. A server's replies are
+    bounded: a line longer than :data:`MAX_LINE` or a value larger than
+    :data:`MAX_VALUE` is a :class:`StoreError`, never an ever-growing buffer.
+
+    ``timeout`` bounds each connect, send and receive; ``deadline`` (a
+    :func:`time.monotonic` instant) bounds them all together, so a server that
+    answers a byte at a time cannot keep a command waiting.
     """
 
-    def __init__(self, host: str, port: int, *, timeout: float, connect_timeout: float) -> None:
+    def __init__(self, host: str, port: int, *, timeout: float, connect_timeout: float,
+                 read_only: bool = False, deadline: float | None = None,
+                 sock: socket.socket | None = None) -> None:  # fmt: skip
         self.host = host
         self.port = port
         self.name = server_name(host, port)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self.sock: socket.socket | None = None
+        self.read_only = read_only
+        self.deadline = deadline
+        self.sock: socket.socket | None = sock
         self.buf = b""
         self.pos = 0
 
     # -- socket ------------------------------------------------------------------
 
+    def _left(self, timeout: float) -> float:
+        """``timeout``, or less when the overall deadline comes sooner."""
+        if self.deadline is None:
+            return timeout
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.close()
+            raise StoreError(f"memcached at {self.name} did not finish in time (the command's deadline passed)")
+        return min(timeout, left)
+
     def _connect(self) -> socket.socket:
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+            sock = socket.create_connection((self.host, self.port), timeout=self._left(self.connect_timeout))
         except TimeoutError as e:
             raise StoreError(f"timed out connecting to memcached at {self.name}") from e
         except OSError as e:
@@ -96,13 +130,24 @@ class Connection:
     def _failed(self, e: OSError) -> StoreError:
         self.close()
         if isinstance(e, TimeoutError):
-            return StoreError(f"memcached at {self.name} timed out after {self.timeout:g}s")
-        return StoreError(f"lost the connection to memcached at {self.name}: {e.strerror or e}")
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                return LostConnection(
+                    f"memcached at {self.name} did not finish in time (the command's deadline passed)"
+                )
+            return LostConnection(f"memcached at {self.name} timed out after {self.timeout:g}s")
+        return LostConnection(f"lost the connection to memcached at {self.name}: {e.strerror or e}")
 
-    def send(self, data: bytes) -> None:
+    def send(self, request: Request) -> None:
+        if not isinstance(request, Request):
+            # Only the builders of memcached_commands check what goes on the wire.
+            raise TypeError(f"not a memcached Request: {type(request).__name__}")
+        if request.writes and self.read_only:
+            raise StoreError(f"refused to send a write to memcached at {self.name} on a read-only connection")
         sock = self.sock or self._connect()
         try:
-            sock.sendall(data)
+            if self.deadline is not None:
+                sock.settimeout(self._left(self.timeout))
+            sock.sendall(request)
         except OSError as e:
             raise self._failed(e) from e
 
@@ -110,12 +155,14 @@ class Connection:
         """The next chunk straight from the socket, bypassing the buffer (for dumps)."""
         assert self.sock is not None, "recv() before send()"
         try:
+            if self.deadline is not None:
+                self.sock.settimeout(self._left(self.timeout))
             data = self.sock.recv(RECV_SIZE)
         except OSError as e:
             raise self._failed(e) from e
         if not data:
             self.close()
-            raise StoreError(f"memcached at {self.name} closed the connection")
+            raise LostConnection(f"memcached at {self.name} closed the connection")
         return data
 
     def fill(self) -> None:
@@ -124,32 +171,41 @@ class Connection:
         self.buf = self.buf[self.pos :] + data if self.pos else self.buf + data
         self.pos = 0
 
+    def garbled(self, what: str) -> StoreError:
+        """Close (the stream is out of step) and say what the server got wrong."""
+        self.close()
+        return StoreError(f"memcached at {self.name} sent {what}")
+
     # -- replies -----------------------------------------------------------------
 
     def readline(self) -> bytes:
         """The next reply line, without its ``\\r\\n``."""
         eol = self.buf.find(b"\r\n", self.pos)
         while eol < 0:
+            if len(self.buf) - self.pos > MAX_LINE:
+                raise self.garbled(f"a reply line longer than {MAX_LINE:,} bytes")
             self.fill()
             eol = self.buf.find(b"\r\n", self.pos)
+        if eol - self.pos > MAX_LINE:
+            raise self.garbled(f"a reply line longer than {MAX_LINE:,} bytes")
         line = self.buf[self.pos : eol]
         self.pos = eol + 2
         return line
 
     def read_block(self, size: int) -> bytes:
         """A value of ``size`` bytes and the ``\\r\\n`` after it."""
-        while len(self.buf) - self.pos < size + 2:
-            self.fill()
+        self.ensure(size + 2)
         end = self.pos + size
         if self.buf[end : end + 2] != b"\r\n":
-            self.close()
-            raise StoreError(f"memcached at {self.name} sent a malformed value")
+            raise self.garbled("a malformed value")
         value = self.buf[self.pos : end]
         self.pos = end + 2
         return value
 
     def ensure(self, size: int) -> None:
         """Hold at least ``size`` unread bytes in ``buf`` (hot loops index it directly)."""
+        if size > MAX_VALUE + 2:
+            raise self.garbled(f"a value of {size - 2:,} bytes, more than sesstool reads ({MAX_VALUE:,})")
         while len(self.buf) - self.pos < size:
             self.fill()
 
@@ -157,19 +213,23 @@ class Connection:
         """``line`` unless it is an error reply, which becomes a :class:`StoreError`."""
         if line.startswith(ERROR_REPLIES):
             self.close()
-            text = line.decode("utf-8", "replace")
-            raise StoreError(f"memcached at {self.name} refused {what}: {text}")
+            raise StoreError(f"memcached at {self.name} refused {what}: {shown(line)}")
         return line
 
     def unexpected(self, line: bytes, what: str) -> StoreError:
         self.check(line, what)
-        self.close()
-        return StoreError(f"memcached at {self.name} answered {what} with {line[:60].decode('utf-8', 'replace')!r}")
+        return self.garbled(f"{shown(line)} in answer to {what}")
 
-    def call(self, request: bytes, replies: int, what: str) -> list[bytes]:
+    def call(self, request: Request, replies: int, what: str) -> list[bytes]:
         """Send pipelined commands and read one line for each."""
         self.send(request)
         return [self.check(self.readline(), what) for _ in range(replies)]
+
+
+def shown(data: bytes, limit: int = 80) -> str:
+    """Server bytes quoted for a message: ASCII, control bytes escaped, cut short."""
+    text = ascii(data[:limit].decode("utf-8", "backslashreplace"))
+    return text + ("..." if len(data) > limit else "")
 
 
 def iter_dump(conn: Connection, *, retry_busy: t.Callable[[], bool]) -> t.Iterator[bytes]:
@@ -183,9 +243,11 @@ def iter_dump(conn: Connection, *, retry_busy: t.Callable[[], bool]) -> t.Iterat
         crawler disabled) or fails mid-way.
     """
     while True:
-        conn.send(b"lru_crawler metadump all\r\n")
+        conn.send(commands.metadump())
         head = b""
         while b"\n" not in head:
+            if len(head) > MAX_LINE:
+                raise conn.garbled(f"a metadump line longer than {MAX_LINE:,} bytes")
             head += conn.recv()
         if head.startswith(b"BUSY"):
             # One crawler per server: another dump (another sesstool?) is running.
@@ -196,10 +258,10 @@ def iter_dump(conn: Connection, *, retry_busy: t.Callable[[], bool]) -> t.Iterat
         break
     if head.startswith(ERROR_REPLIES):
         conn.close()
-        reply = head.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+        reply = shown(head.split(b"\r\n", 1)[0])
         raise StoreError(
-            f"memcached at {conn.name} cannot list its keys ({reply}): sesstool needs "
-            "'lru_crawler metadump' (memcached 1.4.31 or later, with the LRU crawler enabled)"
+            f"memcached at {conn.name} cannot list its keys ({reply}): sesstool "
+            "needs 'lru_crawler metadump' (memcached 1.4.31 or later, with the LRU crawler enabled)"
         )
     pending = head
     while True:
@@ -212,6 +274,8 @@ def iter_dump(conn: Connection, *, retry_busy: t.Callable[[], bool]) -> t.Iterat
                     yield block[:-5]
                 return
             yield block
+        elif len(pending) > MAX_LINE:
+            raise conn.garbled(f"a metadump line longer than {MAX_LINE:,} bytes")
         pending += conn.recv()
 
 
@@ -241,113 +305,3 @@ def decompress(value: bytes, limit: int = MAX_DECOMPRESSED) -> bytes | None:
     if len(out) > limit or engine.unconsumed_tail or not engine.eof:
         return None
     return out
-
-
-# -- replies ----------------------------------------------------------------------
-
-
-def mg_request(keys: list[bytes]) -> bytes:
-    # v t c f: value, seconds left (-1: none), cas, client flags. u: do not bump the
-    # item in the LRU or its last-access time (listing is not use).
-    return b"".join([b"mg " + key + b" v t c f u\r\n" for key in keys])
-
-
-def read_pipelined(conn: Connection, chunks: t.Iterable[list[bytes]],
-               token: type[CasToken]) -> t.Iterator[list[StoredItem]]:  # fmt: skip
-    """Items of each chunk of keys, with the next request sent before a reply is read."""
-    pending: list[bytes] | None = None
-    for chunk in chunks:
-        conn.send(mg_request(chunk))
-        if pending is not None:
-            yield read_mg(conn, pending, token)
-        pending = chunk
-    if pending is not None:
-        yield read_mg(conn, pending, token)
-
-
-_MG_HEAD = re.compile(rb"VA (\d+) t(-?\d+) c(\d+) f(\d+)\r\n")
-
-
-def read_mg(conn: Connection, keys: list[bytes], token: type[CasToken]) -> list[StoredItem]:
-    """Parse the replies to :func:`mg_request` (one per key, in order; ``EN`` for
-    a miss), building the items as it goes. The hot loop of a listing: one regex
-    match per reply header, the value sliced straight out of the buffer."""
-    items: list[StoredItem] = []
-    append = items.append
-    now = int(time.time())
-    match = _MG_HEAD.match
-    buf, pos = conn.buf, conn.pos
-    for key in keys:
-        head = match(buf, pos)
-        if head is not None:
-            size, ttl_b, cas_b, flags_b = head.groups()
-            start = head.end()
-        else:
-            # A miss, a header cut off at the end of the buffer, or flags in
-            # another order: the slow path reads the line properly.
-            conn.pos = pos
-            parsed = _mg_head(conn)
-            buf, pos = conn.buf, conn.pos
-            if parsed is None:
-                continue
-            size, ttl_b, cas_b, flags_b = parsed
-            start = pos
-        end = start + int(size)
-        if len(buf) < end + 2:
-            conn.pos = start
-            conn.ensure(end - start + 2)
-            buf, start = conn.buf, conn.pos
-            end = start + int(size)
-        value = buf[start:end]
-        pos = end + 2
-        flags = int(flags_b)
-        if flags & FLAG_ZLIB:
-            value = decompress(value) or value
-        ttl = int(ttl_b)
-        if ttl < 0:
-            append(StoredItem(key, value, None, STRING, token(cas_b), None, None, flags))
-        else:
-            append(StoredItem(key, value, ttl, STRING, token(cas_b), now + ttl, None, flags))
-    conn.pos = pos
-    return items
-
-
-def _mg_head(conn: Connection) -> tuple[bytes, bytes, bytes, bytes] | None:
-    """One ``mg`` reply header read the slow way: ``None`` for a miss."""
-    line = conn.readline()
-    if line == b"EN":
-        return None
-    parts = line.split()
-    if len(parts) < 2 or parts[0] != b"VA":
-        raise conn.unexpected(line, "mg")
-    found = {part[:1]: part[1:] for part in parts[2:]}
-    return parts[1], found.get(b"t", b"-1"), found.get(b"c", b"0"), found.get(b"f", b"0")
-
-
-def read_gets(conn: Connection, keys: list[bytes], token: type[CasToken],
-          expiry: dict[bytes, int] | None) -> list[StoredItem]:  # fmt: skip
-    """``gets`` for servers before 1.6: values and cas tokens; expiry from the dump."""
-    conn.send(b"gets " + b" ".join(keys) + b"\r\n")
-    now = int(time.time())
-    items: list[StoredItem] = []
-    while True:
-        line = conn.readline()
-        if line == b"END":
-            return items
-        parts = line.split()
-        if len(parts) != 5 or parts[0] != b"VALUE":
-            raise conn.unexpected(line, "gets")
-        key, flags = parts[1], int(parts[2])
-        value = conn.read_block(int(parts[3]))
-        if flags & FLAG_ZLIB:
-            value = decompress(value) or value
-        item = StoredItem(key, value, None, STRING, token(parts[4]), None, None, flags)
-        if expiry is not None:
-            set_expiry(item, expiry.get(key, -1), now)
-        items.append(item)
-
-
-def set_expiry(item: StoredItem, exp: int, now: int) -> None:
-    if exp >= 0:
-        item.expires_at = exp
-        item.ttl = max(exp - now, 0)

@@ -1,0 +1,194 @@
+"""memcached's replies to the commands sesstool sends, parsed without trusting them.
+
+A server (or whatever answers on its port) may send anything: a reply cut off,
+numbers too long for any real item, a value larger than the item limit, keys it
+was not asked for, garbage. Each parser here either returns what a real server
+means or raises one :class:`~sesstool.errors.StoreError` naming the server, and
+never reads more than the bounds of :class:`~sesstool.stores.memcached_wire.Connection`.
+
+``read_mg`` is the hot loop of a listing: one regex match per reply header and
+the value sliced straight out of the receive buffer.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import typing as t
+
+from sesstool.stores import memcached_commands as commands
+from sesstool.stores.base import STRING, StoredItem
+from sesstool.stores.memcached_wire import FLAG_ZLIB, CasToken, Connection, decompress
+
+# Digit counts bounded so that no reply can ask int() for a huge number: sizes and
+# flags fit 32 bits (10 digits), cas tokens 64 bits (20), seconds left 32 bits.
+_SIZE = rb"\d{1,10}"
+_TTL = rb"-?\d{1,10}"
+_CAS = rb"\d{1,20}"
+_MG_HEAD = re.compile(rb"VA (%s) t(%s) c(%s) f(%s)\r\n" % (_SIZE, _TTL, _CAS, _SIZE))
+_MG_TOKEN = {
+    b"t": re.compile(_TTL),
+    b"c": re.compile(_CAS),
+    b"f": re.compile(_SIZE),
+    b"l": re.compile(_SIZE),
+    b"s": re.compile(_SIZE),
+}
+_NUMBER = re.compile(_CAS)
+
+
+def read_pipelined(conn: Connection, chunks: t.Iterable[t.Sequence[bytes]],
+               token: type[CasToken]) -> t.Iterator[list[StoredItem]]:  # fmt: skip
+    """Items of each chunk of keys, with the next request sent before a reply is read."""
+    pending: t.Sequence[bytes] | None = None
+    for chunk in chunks:
+        conn.send(commands.mg_values(chunk))
+        if pending is not None:
+            yield read_mg(conn, pending, token)
+        pending = chunk
+    if pending is not None:
+        yield read_mg(conn, pending, token)
+
+
+def read_mg(conn: Connection, keys: t.Sequence[bytes], token: type[CasToken]) -> list[StoredItem]:
+    """Parse the replies to :func:`~sesstool.stores.memcached_commands.mg_values`
+    (one per key, in order; ``EN`` for a miss), building the items as it goes."""
+    items: list[StoredItem] = []
+    append = items.append
+    now = int(time.time())
+    match = _MG_HEAD.match
+    buf, pos = conn.buf, conn.pos
+    for key in keys:
+        head = match(buf, pos)
+        if head is not None:
+            size, ttl_b, cas_b, flags_b = head.groups()
+            start = head.end()
+        else:
+            # A miss, a header cut off at the end of the buffer, or flags in
+            # another order: the slow path reads the line properly.
+            conn.pos = pos
+            parsed = _mg_head(conn)
+            buf, pos = conn.buf, conn.pos
+            if parsed is None:
+                continue
+            size, ttl_b, cas_b, flags_b = parsed
+            start = pos
+        end = start + int(size)
+        if len(buf) < end + 2:
+            conn.pos = start
+            conn.ensure(end - start + 2)
+            buf, start = conn.buf, conn.pos
+            end = start + int(size)
+        # The \r\n after the value is not checked here (the hot loop): a size that
+        # lies leaves the next header out of place, which the slow path refuses.
+        value = buf[start:end]
+        pos = end + 2
+        flags = int(flags_b)
+        if flags & FLAG_ZLIB:
+            value = decompress(value) or value
+        ttl = int(ttl_b)
+        if ttl < 0:
+            append(StoredItem(key, value, None, STRING, token(cas_b), None, None, flags))
+        else:
+            append(StoredItem(key, value, ttl, STRING, token(cas_b), now + ttl, None, flags))
+    conn.pos = pos
+    return items
+
+
+def _mg_head(conn: Connection) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """One ``mg`` reply header read the slow way: ``None`` for a miss."""
+    line = conn.readline()
+    if line == b"EN":
+        return None
+    parts = line.split(b" ")
+    if len(parts) < 2 or parts[0] != b"VA" or not re.fullmatch(_SIZE, parts[1]):
+        raise conn.unexpected(line, "mg")
+    found = _mg_tokens(conn, line, parts[2:])
+    return parts[1], found.get(b"t", b"-1"), found.get(b"c", b"0"), found.get(b"f", b"0")
+
+
+def _mg_tokens(conn: Connection, line: bytes, tokens: list[bytes]) -> dict[bytes, bytes]:
+    found = {}
+    for part in tokens:
+        pattern = _MG_TOKEN.get(part[:1])
+        if pattern is None or not pattern.fullmatch(part, 1):
+            raise conn.unexpected(line, "mg")
+        found[part[:1]] = part[1:]
+    return found
+
+
+def read_idle(conn: Connection, keys: list[bytes]) -> dict[bytes, tuple[int, int | None, int]]:
+    """Replies to :func:`~sesstool.stores.memcached_commands.mg_idle`: ``(idle
+    seconds, ttl or None, cas)`` of each key found."""
+    found: dict[bytes, tuple[int, int | None, int]] = {}
+    for key in keys:
+        line = conn.readline()
+        if line == b"EN":
+            continue
+        parts = line.split(b" ")
+        if parts[0] != b"HD":
+            raise conn.unexpected(line, "mg")
+        tokens = {name: int(value) for name, value in _mg_tokens(conn, line, parts[1:]).items()}
+        ttl = tokens.get(b"t", -1)
+        found[key] = (tokens.get(b"l", 0), None if ttl < 0 else ttl, tokens.get(b"c", 0))
+    return found
+
+
+def read_gets(conn: Connection, keys: list[bytes], token: type[CasToken],
+          expiry: dict[bytes, int] | None) -> list[StoredItem]:  # fmt: skip
+    """``gets`` for servers before 1.6: values and cas tokens; expiry from the dump."""
+    conn.send(commands.gets(keys))
+    asked = set(keys)
+    now = int(time.time())
+    items: list[StoredItem] = []
+    while True:
+        line = conn.readline()
+        if line == b"END":
+            return items
+        parts = line.split(b" ")
+        if (
+            len(parts) != 5
+            or parts[0] != b"VALUE"
+            or parts[1] not in asked
+            or not all(_NUMBER.fullmatch(part) for part in parts[2:])
+            or len(parts[2]) > 10
+        ):
+            raise conn.unexpected(line, "gets")
+        key, flags = parts[1], int(parts[2])
+        value = conn.read_block(int(parts[3]))
+        if flags & FLAG_ZLIB:
+            value = decompress(value) or value
+        item = StoredItem(key, value, None, STRING, token(parts[4]), None, None, flags)
+        if expiry is not None:
+            set_expiry(item, expiry.get(key, -1), now)
+        items.append(item)
+
+
+def read_stat(conn: Connection, name: bytes) -> int:
+    """The integer stat ``name`` from the reply to ``stats`` (0 when absent)."""
+    value = 0
+    while True:
+        line = conn.check(conn.readline(), "stats")
+        if line == b"END":
+            return value
+        parts = line.split(b" ")
+        if len(parts) != 3 or parts[0] != b"STAT":
+            raise conn.unexpected(line, "stats")
+        if parts[1] == name:
+            if not _NUMBER.fullmatch(parts[2]):
+                raise conn.unexpected(line, "stats")
+            value = int(parts[2])
+
+
+def speaks_meta(conn: Connection, line: bytes) -> bool:
+    """Whether a ``version`` reply names memcached 1.6 or later (meta commands)."""
+    if not line.startswith(b"VERSION "):
+        raise conn.unexpected(line, "version")
+    # A proxy may name itself instead (mcrouter, twemproxy): the classic protocol then.
+    match = re.match(rb"VERSION (\d{1,6})\.(\d{1,6})", line)
+    return match is not None and (int(match[1]), int(match[2])) >= (1, 6)
+
+
+def set_expiry(item: StoredItem, exp: int, now: int) -> None:
+    if exp >= 0:
+        item.expires_at = exp
+        item.ttl = max(exp - now, 0)
