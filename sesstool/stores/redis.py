@@ -27,6 +27,7 @@ from redis.exceptions import (
 from sesstool.errors import InvalidInput, StoreError
 from sesstool.stores import redact_url
 from sesstool.stores.base import MISSING, STRING, Columns, StoredItem
+from sesstool.stores.scanseen import SeenKeys
 
 SOCKET_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
@@ -172,12 +173,15 @@ class RedisStore:
             return [self.client.get_redis_connection(node) for node in self.client.get_primaries()]
 
     def scan_keys(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[list[bytes]]:
+        """Every key under ``prefix``, each once (SCAN may repeat keys: :mod:`.scanseen`)."""
         pattern = _glob_escape(prefix) + b"*"
+        seen = SeenKeys()
         for node in self.nodes():
             cursor = 0
             while True:
                 with self._errors():
                     cursor, keys = node.scan(cursor=cursor, match=pattern, count=max(batch, 10))
+                keys = seen.fresh(keys)
                 if keys:
                     yield keys
                 if cursor == 0:
@@ -206,12 +210,14 @@ class RedisStore:
         pattern = _glob_escape(prefix) + b"*"
         count = b"%d" % max(batch, 10)
         pool = self.client.connection_pool
+        seen = SeenKeys()
         with self._errors():
             connection = pool.get_connection()
         try:
             with self._errors():
                 connection.send_packed_command([_pack_scan(b"0", pattern, count)])
                 cursor, keys = connection.read_response()
+            keys = seen.fresh(keys)
             previous: Columns | None = None
             while True:
                 request = _pack_fetch(keys) if keys else b""
@@ -227,6 +233,7 @@ class RedisStore:
                     if cursor == b"0":
                         break
                     cursor, keys = connection.read_response()
+                keys = seen.fresh(keys)
             if previous is not None:
                 yield previous
         except BaseException:
@@ -490,9 +497,11 @@ class RedisStore:
             return
         pattern = _glob_escape(prefix) + b"*"
         count = max(batch, 10)
+        seen = SeenKeys()
         with self._errors():
             cursor, keys = self.client.scan(cursor=0, match=pattern, count=count)
         while True:
+            keys = seen.fresh(keys)
             if cursor == 0:
                 if keys:
                     with self._errors():
