@@ -71,20 +71,19 @@ def iter_decoded(
             name, data = decode(item.value, serializer)  # type: ignore[arg-type]
             if data is None:
                 counters.undecodable += 1
-            if where is not None and (data is None or not _selects(where, data, counters)):
-                continue
+            if where is not None:
+                if data is None:
+                    continue
+                try:
+                    if not isolated(where, data):
+                        continue
+                except UndecodableValue:
+                    counters.undecodable += 1  # its values cannot even be compared: it cannot match
+                    continue
             counters.matched += 1
             yield Decoded(item, name, data)
         if on_batch is not None:
             on_batch(len(items))
-
-
-def _selects(where: Predicate, data: dict[t.Any, t.Any], counters: ScanCounters) -> bool:
-    try:
-        return isolated(where, data)
-    except UndecodableValue:
-        counters.undecodable += 1  # its values cannot even be compared: it cannot match
-        return False
 
 
 def iter_plain_records(
