@@ -206,3 +206,12 @@ def test_migrate_survives_odd_sessions(cli: CliRunner, planted: str, redis_clien
     if not dry_run:
         for sid, data in GOOD.items():
             assert msgspec.msgpack.decode(redis_client.get(f"session:{sid}")) == data
+
+
+@pytest.mark.parametrize("sid", sorted(ODD))
+def test_show_of_an_odd_session_prints_it_as_unknown_and_exits_4(cli: CliRunner, planted: str, sid: str) -> None:
+    result = cli("show", sid, "--store", planted, "--format", "json")
+    assert result.exit_code == 4, result.stderr
+    record = result.json()
+    assert (record["serializer"], record["data"], record["size"]) == ("unknown", None, len(ODD[sid]))
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
