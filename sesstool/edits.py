@@ -30,7 +30,7 @@ from sesstool.errors import InvalidInput, StoreError, UndecodableValue
 from sesstool.fidelity import encode_exact, fingerprint
 from sesstool.listing import get_decoded
 from sesstool.picklewriter import protocol_of
-from sesstool.records import Decoded
+from sesstool.records import Decoded, render_data
 from sesstool.selectors import parse_value, split_path
 from sesstool.stores.base import Store, StoredItem
 from sesstool.tagged import from_tagged, to_tagged
@@ -207,14 +207,11 @@ def edit_session(
     """
     for attempt in range(1, retries + 2):
         decoded = get_decoded(store, key, serializer)
-        if decoded.data is None or decoded.item.value is None:
-            raise UndecodableValue(
-                f"cannot edit {_name(key)}: its value is not a msgpack, json or pickle session"
-            )
-        new_data = transform(decoded.data)
-        if fingerprint(new_data) == fingerprint(decoded.data):
+        data = _editable_data(decoded)
+        new_data = transform(data)
+        if fingerprint(new_data) == fingerprint(data):
             return EditOutcome(decoded, changed=False, attempts=attempt)
-        protocol = protocol_of(decoded.item.value) if decoded.serializer == "pickle" else None
+        protocol = protocol_of(t.cast(bytes, decoded.item.value)) if decoded.serializer == "pickle" else None
         raw = encode_exact(new_data, decoded.serializer, protocol=protocol)
         if store.compare_and_set(decoded.item, raw):
             item = decoded.item
@@ -232,12 +229,25 @@ def check_writable(decoded: Decoded) -> None:
 
     :raises UndecodableValue: naming the value.
     """
+    data = _editable_data(decoded)
+    protocol = protocol_of(t.cast(bytes, decoded.item.value)) if decoded.serializer == "pickle" else None
+    encode_exact(data, decoded.serializer, protocol=protocol)
+
+
+def _editable_data(decoded: Decoded) -> dict[t.Any, t.Any]:
+    """The session's data, if sesstool can represent it (else an edit could neither
+    tell what changed nor write it back: it would "succeed" and change nothing).
+
+    :raises UndecodableValue: (exit 4) naming the session; nothing is written.
+    """
+    name = _name(decoded.item.key)
     if decoded.data is None or decoded.item.value is None:
-        raise UndecodableValue(
-            f"cannot edit {_name(decoded.item.key)}: its value is not a msgpack, json or pickle session"
-        )
-    protocol = protocol_of(decoded.item.value) if decoded.serializer == "pickle" else None
-    encode_exact(decoded.data, decoded.serializer, protocol=protocol)
+        raise UndecodableValue(f"cannot edit {name}: its value is not a msgpack, json or pickle session")
+    try:
+        render_data(decoded.data)
+    except UndecodableValue as e:
+        raise UndecodableValue(f"cannot edit {name}: {e.message}; nothing was written") from e
+    return decoded.data
 
 
 def _name(key: bytes) -> str:

@@ -12,10 +12,18 @@ import itertools
 import typing as t
 from dataclasses import dataclass, field
 
-from sesstool import serializers
 from sesstool.errors import InvalidInput, NotFound, UndecodableValue
 from sesstool.output import RecordBatches
-from sesstool.records import Decoded, decode_item, key_text, make_record
+from sesstool.records import (
+    UNKNOWN,
+    Decoded,
+    decode_item,
+    decode_value,
+    isolated,
+    key_text,
+    make_record,
+    was_unrenderable,
+)
 from sesstool.selectors import Predicate
 from sesstool.stores.base import STRING, Columns, Store
 
@@ -30,6 +38,9 @@ class ScanCounters:
     scanned: int = 0
     matched: int = 0
     other_types: dict[str, int] = field(default_factory=dict)
+    #: Sessions that could not be decoded or rendered (reported as ``unknown``, or
+    #: left out by a ``--where``, which cannot match them).
+    undecodable: int = 0
 
 
 def iter_decoded(
@@ -46,10 +57,11 @@ def iter_decoded(
 
     Keys holding other Redis types are not sessions: they are counted in
     ``counters.other_types`` and skipped. Values nothing can decode are yielded
-    as ``unknown`` unless a ``where`` is given (an undecodable value has no fields).
+    as ``unknown`` unless a ``where`` is given (an undecodable value has no fields);
+    either way they are counted in ``counters.undecodable``.
     """
     counters = counters if counters is not None else ScanCounters()
-    decode = serializers.decode
+    decode = decode_value
     for items in store.scan(prefix.encode("utf-8"), batch=batch):
         counters.scanned += len(items)
         for item in items:
@@ -57,8 +69,17 @@ def iter_decoded(
                 counters.other_types[item.kind] = counters.other_types.get(item.kind, 0) + 1
                 continue
             name, data = decode(item.value, serializer)  # type: ignore[arg-type]
-            if where is not None and (data is None or not where(data)):
-                continue
+            if data is None:
+                counters.undecodable += 1
+            if where is not None:
+                if data is None:
+                    continue
+                try:
+                    if not isolated(where, data):
+                        continue
+                except UndecodableValue:
+                    counters.undecodable += 1  # its values cannot even be compared: it cannot match
+                    continue
             counters.matched += 1
             yield Decoded(item, name, data)
         if on_batch is not None:
@@ -94,7 +115,7 @@ def _plain_batches(
     limit: int | None,
     on_batch: t.Callable[[int], None] | None,
 ) -> t.Iterator[list[dict[str, t.Any]]]:
-    decode = serializers.decode
+    decode = decode_value
     prefix_length = len(prefix)
     left = limit
     for keys, values, pttls, kinds in _columns(store, prefix.encode("utf-8"), batch):
@@ -102,6 +123,7 @@ def _plain_batches(
         for kind in kinds.values():
             counters.other_types[kind] = counters.other_types.get(kind, 0) + 1
         records = []
+        unknown = 0
         for key_bytes, value, pttl in zip(keys, values, pttls, strict=True):
             if value is None:
                 continue
@@ -109,19 +131,25 @@ def _plain_batches(
                 key = key_bytes.decode("utf-8")
             except UnicodeDecodeError:
                 key = key_text(key_bytes)
+            name = decode(value, serializer)[0]
+            if name == UNKNOWN:
+                unknown += 1
             records.append(
                 {
                     "sid": key[prefix_length:],
                     "key": key,
                     "ttl": None if pttl < 0 else (pttl + 500) // 1000,
                     "size": len(value),
-                    "serializer": decode(value, serializer)[0],
+                    "serializer": name,
                 }
             )
         counters.matched += len(records)
-        if left is not None:
+        if left is not None and len(records) > left:
+            unknown = sum(record["serializer"] == UNKNOWN for record in records[:left])
             records = records[:left]
+        if left is not None:
             left -= len(records)
+        counters.undecodable += unknown
         yield records
         if on_batch is not None:
             on_batch(len(keys))
@@ -151,17 +179,30 @@ def iter_records(
     with_data: bool = False,
     sort: str | None = None,
     limit: int | None = None,
+    counters: ScanCounters | None = None,
 ) -> t.Iterator[dict[str, t.Any]]:
-    """Contract records for ``decoded``, optionally sorted and limited."""
+    """Contract records for ``decoded``, optionally sorted and limited.
+
+    A session whose data cannot be rendered is reported as ``unknown`` and counted
+    in ``counters.undecodable`` (the ones nothing decodes were counted on the way in).
+    """
     prefix_length = len(prefix)
+    counters = counters if counters is not None else ScanCounters()
+
+    def record(d: Decoded) -> dict[str, t.Any]:
+        made = make_record(d, prefix_length, with_data=with_data)
+        if with_data and was_unrenderable(d, made):
+            counters.undecodable += 1
+        return made
+
     if sort is None:
-        records = (make_record(d, prefix_length, with_data=with_data) for d in decoded)
+        records = (record(d) for d in decoded)
         return itertools.islice(records, limit) if limit is not None else records
     if sort not in SORT_FIELDS:
         raise InvalidInput(f"cannot sort by {sort!r}: choose {', '.join(SORT_FIELDS)}")
     keyed = ((_sort_key(d, sort), index, d) for index, d in enumerate(decoded))
     chosen = heapq.nsmallest(limit, keyed) if limit is not None else sorted(keyed)
-    return (make_record(d, prefix_length, with_data=with_data) for _, _, d in chosen)
+    return (record(d) for _, _, d in chosen)
 
 
 def _sort_key(decoded: Decoded, field: str) -> t.Any:

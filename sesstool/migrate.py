@@ -22,8 +22,7 @@ from sesstool import batchops
 from sesstool.errors import StoreError, UndecodableValue
 from sesstool.fidelity import Problem, encode_exact, find_problems, make_holdable
 from sesstool.pacing import Pacer
-from sesstool.records import key_text
-from sesstool.serializers import UNKNOWN, decode
+from sesstool.records import UNKNOWN, decode_value, isolated, key_text
 from sesstool.stores.base import MISSING, STRING, Store, StoredItem
 
 TARGETS = ("msgpack", "json")
@@ -126,7 +125,14 @@ def _plan(
         if count and item.kind not in (STRING, MISSING):
             report.other_types[item.kind] = report.other_types.get(item.kind, 0) + 1
         return None
-    name, data = decode(item.value, serializer)
+    name, data = decode_value(item.value, serializer)
+    if data is not None and name != report.target:
+        try:
+            planned = isolated(_convert, data, report.target, report.lossy)
+        except UndecodableValue:
+            # Decoded, but its data breaks the conversion itself: one odd session
+            # is reported as undecodable and left as it is, never a crash.
+            name, data = UNKNOWN, None
     if count:
         report.serializers[name] = report.serializers.get(name, 0) + 1
     if data is None:
@@ -135,27 +141,32 @@ def _plan(
         if count:
             report.already += 1
         return None
-    problems = find_problems(data, report.target)
-    lossy = False
-    if problems and report.lossy:
-        data, _, problems = make_holdable(data, report.target)
-        lossy = True
+    raw, problems, lossy = planned
     if problems:
         if count:
             report.blocked += 1
             report.note_problems(item.key, problems)
         return None
-    try:
-        raw = encode_exact(data, report.target)
-    except UndecodableValue:
-        if count:
-            report.blocked += 1
-            report.note_problems(item.key, [Problem("", "a value " + report.target + " would change")])
-        return None
     if count:
         report.convertible += 1
         report.converted_lossily += lossy
-    return item, raw
+    return item, t.cast(bytes, raw)
+
+
+def _convert(data: dict[t.Any, t.Any], target: str, lossy: bool) -> tuple[bytes | None, list[Problem], bool]:
+    """``data`` encoded as ``target`` (``None`` and the problems when it cannot be held),
+    and whether the documented lossy conversion was used."""
+    problems = find_problems(data, target)
+    converted = False
+    if problems and lossy:
+        data, _, problems = make_holdable(data, target)
+        converted = True
+    if problems:
+        return None, problems, converted
+    try:
+        return encode_exact(data, target), [], converted
+    except UndecodableValue:
+        return None, [Problem("", "a value " + target + " would change")], converted
 
 
 def _write(store: Store, writes: list[tuple[StoredItem, bytes]], report: MigrateReport, serializer: str) -> None:

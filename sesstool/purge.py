@@ -32,11 +32,10 @@ from dataclasses import dataclass, field
 
 from sesstool import batchops
 from sesstool.durations import format_duration
-from sesstool.errors import InvalidInput, NotFound, StoreError
+from sesstool.errors import InvalidInput, NotFound, StoreError, UndecodableValue
 from sesstool.pacing import Pacer
-from sesstool.records import Decoded, decode_item, is_empty
+from sesstool.records import Decoded, decode_item, decode_value, is_empty, isolated
 from sesstool.selectors import Predicate
-from sesstool.serializers import decode
 from sesstool.stores.base import MISSING, STRING, Store, StoredItem
 
 #: Flask's PERMANENT_SESSION_LIFETIME default: 31 days.
@@ -100,6 +99,9 @@ class PurgeResult:
     scanned: int = 0
     dry_run: bool = False
     other_types: dict[str, int] = field(default_factory=dict)
+    #: Sessions a data selector or the backup had to decode and could not (never
+    #: matched by a data selector; written to the backup as raw bytes).
+    undecodable: int = 0
 
     @property
     def kept(self) -> int:
@@ -107,7 +109,8 @@ class PurgeResult:
         return 0 if self.dry_run else self.matched - self.deleted
 
     def as_json(self) -> dict[str, t.Any]:
-        return {"matched": self.matched, "deleted": self.deleted, "dry_run": self.dry_run}
+        return {"matched": self.matched, "deleted": self.deleted, "dry_run": self.dry_run,
+                "undecodable": self.undecodable}
 
 
 def reclaims_expired(store: Store, criteria: Criteria) -> bool:
@@ -126,13 +129,14 @@ def purge(
     dry_run: bool = False,
     batch: int = 1000,
     pacer: Pacer | None = None,
-    on_selected: t.Callable[[list[Decoded]], None] | None = None,
+    on_selected: t.Callable[[list[Decoded]], int | None] | None = None,
     on_batch: t.Callable[[PurgeResult], None] | None = None,
 ) -> PurgeResult:
     """Delete every session under ``prefix`` that matches ``criteria``.
 
     :param on_selected: called with each batch's selected sessions before any of them
-        is deleted (``--backup`` writes them there).
+        is deleted (``--backup`` writes them there); returns how many of them it could
+        not decode (it must write those too, as raw bytes, or raise).
     :param on_batch: called with the running result after each batch (progress).
     :raises StoreError: when the store fails; its ``done`` holds ``deleted`` and
         ``matched`` so far and its message says how many were deleted.
@@ -165,7 +169,7 @@ def purge(
             if selected:
                 result.matched += len(selected)
                 if on_selected is not None:
-                    on_selected(selected)
+                    result.undecodable += on_selected(selected) or 0
                 if not dry_run:
                     result.deleted += store.delete_if_unchanged([d.item for d in selected])
             if pacer is not None:
@@ -262,8 +266,18 @@ def _select(items: t.Iterable[StoredItem], criteria: Criteria, serializer: str, 
             continue
         if needs_data:
             name, data = _decode(value, serializer)
-            if data is None or (empty and not is_empty(data)) or (where is not None and not where(data)):
+            if data is None:
+                result.undecodable += 1
                 continue
+            if empty and not is_empty(data):
+                continue
+            if where is not None:
+                try:
+                    if not isolated(where, data):
+                        continue
+                except UndecodableValue:
+                    result.undecodable += 1
+                    continue
             selected.append(Decoded(item, name, data))
         elif decode_all:
             selected.append(decode_item(item, serializer))
@@ -277,10 +291,10 @@ def _decode(value: bytes, serializer: str) -> tuple[str, dict[t.Any, t.Any] | No
     # which one direct msgpack decode settles (a pickle starts 0x80 0x02..0x05, and a
     # msgpack map that starts 0x80 is the one-byte empty map).
     if serializer == "auto" and value[0] in _MSGPACK_MAP and (value[0] != 0x80 or len(value) == 1):
-        name, data = decode(value, "msgpack")
+        name, data = decode_value(value, "msgpack")
         if data is not None:
             return name, data
-    return decode(value, serializer)
+    return decode_value(value, serializer)
 
 
 _MSGPACK_MAP = frozenset([*range(0x80, 0x90), 0xDE, 0xDF])

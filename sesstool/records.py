@@ -2,18 +2,36 @@
 
 The record shape is the contract's: ``sid``, ``key``, ``ttl``, ``size``,
 ``serializer`` and, where asked for, ``data`` in the tagged JSON form.
+
+This is also the one place where one session's decoding and rendering is isolated
+from the others. Anyone who can write to the store chooses the bytes, so decoding a
+value, converting it to the tagged form or encoding that as JSON may raise almost
+anything (``RecursionError``, ``decimal.InvalidOperation`` from sorting a set that
+holds ``Decimal('NaN')``, ``ValueError`` for an integer past Python's digit limit,
+``UnicodeEncodeError`` for a lone surrogate, ``MemoryError``...). Every bulk command
+goes through :func:`decode_value` and :func:`make_record`, which turn any of those
+into a session reported as ``unknown``, so one odd session never stops a command.
 """
 
 from __future__ import annotations
 
 import typing as t
 
+import msgspec
+
 from sesstool import serializers
+from sesstool.errors import InvalidInput, UndecodableValue
 from sesstool.stores.base import StoredItem
 from sesstool.tagged import to_tagged
 
 # Keys Flask itself keeps in every session; a session with nothing else is "empty".
 BOOKKEEPING_KEYS = frozenset({"_permanent"})
+UNKNOWN = serializers.UNKNOWN
+
+_T = t.TypeVar("_T")
+
+# The encoder every output path uses (msgspec's JSON): data it refuses cannot be shown.
+_json = msgspec.json.Encoder()
 
 
 def key_text(key: bytes) -> str:
@@ -26,7 +44,9 @@ def key_text(key: bytes) -> str:
 
 def is_empty(data: dict[t.Any, t.Any] | None) -> bool:
     """True for sessions holding nothing but Flask's bookkeeping (``{}``, ``_permanent``)."""
-    return data is not None and all(key in BOOKKEEPING_KEYS for key in data)
+    # Only str keys are hashed here: a key of another type is never bookkeeping, and
+    # hashing an object a pickle built is not something to do on the way.
+    return data is not None and all(type(key) is str and key in BOOKKEEPING_KEYS for key in data)
 
 
 class Decoded(t.NamedTuple):
@@ -37,15 +57,57 @@ class Decoded(t.NamedTuple):
     data: dict[t.Any, t.Any] | None
 
 
+def decode_value(value: bytes, serializer: str = "auto") -> tuple[str, dict[t.Any, t.Any] | None]:
+    """:func:`serializers.decode`, isolated: ``("unknown", None)`` whatever the value does.
+
+    :raises InvalidInput: only for an unknown ``serializer`` name (the user's mistake).
+    """
+    try:
+        return serializers.decode(value, serializer)
+    except InvalidInput:
+        raise
+    except Exception:  # deliberately broad: see the module docstring
+        return UNKNOWN, None
+
+
 def decode_item(item: StoredItem, serializer: str = "auto") -> Decoded:
     if item.value is None:
-        return Decoded(item, serializers.UNKNOWN, None)
-    name, data = serializers.decode(item.value, serializer)
+        return Decoded(item, UNKNOWN, None)
+    name, data = decode_value(item.value, serializer)
     return Decoded(item, name, data)
 
 
+def isolated(fn: t.Callable[..., _T], *args: t.Any) -> _T:
+    """``fn(*args)`` for work on one session's data; whatever it raises becomes
+    :class:`UndecodableValue`, which the bulk commands report and count.
+
+    Only for pure computation on decoded data: a store call inside would have its
+    :class:`~sesstool.errors.StoreError` turned into "undecodable".
+    """
+    try:
+        return fn(*args)
+    except UndecodableValue:
+        raise
+    except Exception as e:  # deliberately broad: see the module docstring
+        raise UndecodableValue(f"the session's data cannot be handled ({type(e).__name__})") from e
+
+
+def render_data(data: dict[t.Any, t.Any]) -> t.Any:
+    """``data`` in the tagged JSON form, checked to be something JSON output can write.
+
+    :raises UndecodableValue: when it cannot be shown (see the module docstring).
+    """
+    tagged = isolated(to_tagged, data)
+    isolated(_json.encode, tagged)
+    return tagged
+
+
 def make_record(decoded: Decoded, prefix_length: int, *, with_data: bool) -> dict[str, t.Any]:
-    """The contract record for one decoded item."""
+    """The contract record for one decoded item.
+
+    With ``with_data``, a session whose data cannot be rendered is reported as
+    ``serializer: "unknown"`` with ``data: null`` (see :func:`was_unrenderable`).
+    """
     item = decoded.item
     key = key_text(item.key)
     record: dict[str, t.Any] = {
@@ -56,5 +118,32 @@ def make_record(decoded: Decoded, prefix_length: int, *, with_data: bool) -> dic
         "serializer": decoded.serializer,
     }
     if with_data:
-        record["data"] = None if decoded.data is None else to_tagged(decoded.data)
+        record["data"] = None
+        if decoded.data is not None:
+            try:
+                record["data"] = render_data(decoded.data)
+            except UndecodableValue:
+                record["serializer"] = UNKNOWN
     return record
+
+
+def was_unrenderable(decoded: Decoded, record: dict[str, t.Any]) -> bool:
+    """True when ``decoded`` was decoded but its record had to report it as unknown."""
+    return decoded.serializer != UNKNOWN and record["serializer"] == UNKNOWN
+
+
+#: ``how`` for a command that lists them as ``serializer: "unknown"``.
+REPORTED = "reported as unknown"
+#: ``how`` for a command whose ``--where`` left them out.
+NOT_MATCHED = "a --where cannot match them"
+
+
+def undecodable_warning(count: int, how: str = REPORTED) -> str | None:
+    """The end-of-command warning for ``count`` sessions that could not be decoded.
+
+    :param how: what the command did with them.
+    """
+    if not count:
+        return None
+    return f"{count:,} session(s) could not be decoded ({how})"
+

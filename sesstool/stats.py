@@ -32,7 +32,9 @@ class StatsAccumulator:
         if is_empty(decoded.data):
             self.empty += 1
 
-    def result(self) -> dict[str, t.Any]:
+    def result(self, *, undecodable: int = 0) -> dict[str, t.Any]:
+        """The ``stats`` figures; ``undecodable`` counts the sessions that could not be
+        decoded (as ``unknown`` in ``serializers``, or left out by a ``--where``)."""
         sizes = sorted(self.sizes)
         ttls = sorted(self.ttls)
         return {
@@ -51,6 +53,7 @@ class StatsAccumulator:
                 "p50": percentile(ttls, 50),
                 "max": ttls[-1] if ttls else None,
             },
+            "undecodable": undecodable,
         }
 
 

@@ -37,7 +37,7 @@ from sesstool.fidelity import encode_exact, encode_unchecked, fingerprint
 from sesstool.listing import ScanCounters, iter_decoded
 from sesstool.output import dumps, encode_line
 from sesstool.pacing import Pacer
-from sesstool.records import Decoded, decode_item, make_record
+from sesstool.records import UNKNOWN, Decoded, decode_item, isolated, make_record, was_unrenderable
 from sesstool.selectors import Predicate
 from sesstool.stores.base import Store
 from sesstool.tagged import from_tagged
@@ -46,10 +46,21 @@ SERIALIZER_NAMES = (*serializers.SERIALIZERS, serializers.UNKNOWN)
 
 
 def export_record(decoded: Decoded, prefix_length: int) -> dict[str, t.Any]:
-    """The export line for one session (a contract record with ``data``, maybe ``raw``)."""
+    """The export line for one session (a contract record with ``data``, maybe ``raw``).
+
+    Never fails for what the store holds: a session whose data cannot be rendered
+    is exported as ``serializer: "unknown"`` with its stored bytes in ``raw``, which
+    ``import`` writes back as they are.
+    """
     record = make_record(decoded, prefix_length, with_data=True)
     value = decoded.item.value
-    if value is not None and _import_would_write(record) != value:
+    if value is None:
+        return record
+    try:
+        would_write = isolated(_import_would_write, record)
+    except UndecodableValue:
+        would_write = None
+    if would_write != value:
         record["raw"] = base64.b64encode(value).decode("ascii")
     return record
 
@@ -90,9 +101,13 @@ def iter_export(
             on_batch(count)
 
     prefix_length = len(prefix)
+    counters = counters if counters is not None else ScanCounters()
     for decoded in iter_decoded(store, prefix, serializer=serializer, where=where, counters=counters,
                                 batch=batch, on_batch=after_batch):
-        yield export_record(decoded, prefix_length)
+        record = export_record(decoded, prefix_length)
+        if was_unrenderable(decoded, record):
+            counters.undecodable += 1
+        yield record
 
 
 class BackupFile:
@@ -114,12 +129,22 @@ class BackupFile:
         except OSError as e:
             raise InvalidInput(f"cannot create backup file {path}: {e.strerror or e}") from e
 
-    def write(self, selected: t.Sequence[Decoded]) -> None:
+    def write(self, selected: t.Sequence[Decoded]) -> int:
+        """Write one line for every session in ``selected`` (those that cannot be
+        rendered, as raw bytes); return how many could not be decoded.
+
+        :raises InvalidInput: when the file cannot be written (then nothing of this
+            batch may be deleted).
+        """
         lines = []
+        undecodable = 0
         for decoded in selected:
             if decoded.data is None and decoded.item.value is not None:
                 decoded = decode_item(decoded.item)
-            lines.append(encode_line(export_record(decoded, self.prefix_length)))
+            # export_record renders in isolation: every session gets its line.
+            record = export_record(decoded, self.prefix_length)
+            undecodable += record["serializer"] == UNKNOWN
+            lines.append(encode_line(record))
         try:
             self._handle.write(b"".join(lines))
             self._handle.flush()
@@ -127,6 +152,7 @@ class BackupFile:
         except OSError as e:
             raise InvalidInput(f"cannot write backup file {self.path}: {e.strerror or e}") from e
         self.count += len(lines)
+        return undecodable
 
     def close(self) -> None:
         self._handle.close()

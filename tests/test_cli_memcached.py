@@ -144,10 +144,10 @@ def test_purge(cli: CliRunner, deployment: Deployment) -> None:
     sids = [deployment.write({"user_id": i % 2}) for i in range(10)]
     url = deployment.url
     dry = cli("purge", "--where", "user_id=1", "--dry-run", "--store", url, "--format", "json")
-    assert dry.json() == {"matched": 5, "deleted": 0, "dry_run": True}
+    assert dry.json() == {"matched": 5, "deleted": 0, "dry_run": True, "undecodable": 0}
     result = cli("purge", "--where", "user_id=1", "--yes", "--store", url, "--format", "json")
     assert result.exit_code == 0, result.stderr
-    assert result.json() == {"matched": 5, "deleted": 5, "dry_run": False}
+    assert result.json() == {"matched": 5, "deleted": 5, "dry_run": False, "undecodable": 0}
     assert all(("user_id" in deployment.read(sid)) == (i % 2 == 0) for i, sid in enumerate(sids))
     assert cli("purge", "--all", "--store", url).exit_code == 2  # no terminal, no --yes
     assert cli("purge", "--all", "--yes", "--store", url, "--format", "json").json()["deleted"] == 5
@@ -164,9 +164,9 @@ def test_purge_idle_sessions(cli: CliRunner, one: Deployment) -> None:
     listed = cli("list", "--store", one.url, "--format", "ndjson")  # reading is not use
     assert len(listed.ndjson()) == 4
     dry = cli("purge", "--idle", "1", "--dry-run", "--store", one.url, "--format", "json")
-    assert dry.json() == {"matched": 3, "deleted": 0, "dry_run": True}
+    assert dry.json() == {"matched": 3, "deleted": 0, "dry_run": True, "undecodable": 0}
     result = cli("purge", "--idle", "1", "--yes", "--store", one.url, "--format", "json")
-    assert result.json() == {"matched": 3, "deleted": 3, "dry_run": False}, result.stderr
+    assert result.json() == {"matched": 3, "deleted": 3, "dry_run": False, "undecodable": 0}, result.stderr
     assert [("user_id" in one.read(sid)) for sid in sids] == [True, False, False, False]
 
 
@@ -239,13 +239,13 @@ def test_purge_expired_frees_items_past_their_expiry(cli: CliRunner) -> None:
         time.sleep(2.2)
         preview = cli("purge", "--expired", "--dry-run", "--store", url, "--format", "json")
         assert preview.exit_code == 0
-        assert preview.json() == {"matched": 0, "deleted": 0, "dry_run": True}
+        assert preview.json() == {"matched": 0, "deleted": 0, "dry_run": True, "undecodable": 0}
         assert "cannot count items past their expiry" in preview.stderr
         combined = cli("purge", "--expired", "--where", "user_id=1", "--yes", "--store", url)
         assert combined.exit_code == 2 and "cannot be combined" in combined.stderr
         result = cli("purge", "--expired", "--yes", "--store", url, "--format", "json")
         assert result.exit_code == 0, result.stderr
-        assert result.json() == {"matched": 1, "deleted": 1, "dry_run": False}
+        assert result.json() == {"matched": 1, "deleted": 1, "dry_run": False, "undecodable": 0}
         listed = cli("list", "--store", url, "--format", "ndjson").ndjson()
         assert [r["sid"] for r in listed] == ["long"]
     finally:

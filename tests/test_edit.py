@@ -405,3 +405,50 @@ def test_a_top_level_key_with_dots_is_changed_as_it_is() -> None:
     assert changed == {"flask.flash": [], "cart": {"items": [7]}} and notes == []
     removed, _ = apply_change(data, parse_change([], ["flask.flash"]))
     assert removed == {"cart": {"items": [1]}}
+
+
+# An undecodable session: edit --set never "succeeds" while changing nothing (issue #10,
+# item 5). Values a decoder gives up on, and values it decodes but sesstool cannot
+# represent (an integer past Python's 4,300-digit text limit, a lone surrogate,
+# Decimal('NaN') in a set), must all exit 4 with one error line and leave the value.
+UNEDITABLE = {
+    "garbage": b"\xc1\xc1 not a session",
+    "bigint": pickle.dumps({"n": 10**5000, "user_id": 1}, protocol=2),
+    "surrogate": pickle.dumps({"u": "\ud800"}, protocol=2),
+    "nan-set": pickle.dumps({"s": {__import__("decimal").Decimal("NaN"), 1}}, protocol=2),
+}
+
+
+def _assert_refused(result, key: str) -> None:
+    assert result.exit_code == 4, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot edit "), result.stderr
+    assert key in lines[0] and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("name", sorted(UNEDITABLE))
+@pytest.mark.parametrize("args", [["--set", "user_id=2"], ["--unset", "user_id"]])
+def test_edit_of_an_undecodable_session_exits_4_and_changes_nothing(cli, redis_url, redis_client, name, args) -> None:
+    value = UNEDITABLE[name]
+    redis_client.set(f"session:{name}", value, ex=600)
+    result = cli("edit", name, *args, "--store", redis_url)
+    _assert_refused(result, f"session:{name}")
+    assert redis_client.get(f"session:{name}") == value
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("name", sorted(UNEDITABLE))
+def test_edit_of_an_undecodable_session_on_memcached_exits_4(cli, memcached_server, name) -> None:
+    from sesstool.stores.memcached import open_memcached
+
+    url = f"memcached://127.0.0.1:{memcached_server.port}"
+    store = open_memcached(url)
+    try:
+        store.set(f"session:{name}".encode(), UNEDITABLE[name], 600)
+        result = cli("edit", name, "--set", "user_id=2", "--store", url)
+        _assert_refused(result, f"session:{name}")
+        item = store.get(f"session:{name}".encode())
+        assert item is not None and item.value == UNEDITABLE[name]
+    finally:
+        store.close()

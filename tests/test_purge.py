@@ -53,7 +53,7 @@ def test_without_a_terminal_purge_refuses_unless_yes_or_dry_run(cli, redis_url, 
     assert redis_client.dbsize() == 9
     preview = cli("purge", "--empty", "--store", redis_url, "--dry-run", "--format", "json")
     assert preview.exit_code == 0, preview.stderr
-    assert preview.stdout == '{"matched":4,"deleted":0,"dry_run":true}\n'
+    assert preview.stdout == '{"matched":4,"deleted":0,"dry_run":true,"undecodable":0}\n'
     assert redis_client.dbsize() == 9
 
 
@@ -65,7 +65,7 @@ def test_on_a_terminal_purge_counts_and_asks(cli, redis_url, redis_client, mixed
     assert redis_client.dbsize() == 9
     accepted = cli("purge", "--empty", "--store", redis_url, "--format", "json", input="y\n", stdin_isatty=True)
     assert accepted.exit_code == 0, accepted.stderr
-    assert accepted.json() == {"matched": 4, "deleted": 4, "dry_run": False}
+    assert accepted.json() == {"matched": 4, "deleted": 4, "dry_run": False, "undecodable": 0}
 
 
 def test_empty_removes_bookkeeping_only_sessions_and_the_app_keeps_the_rest(
@@ -73,7 +73,7 @@ def test_empty_removes_bookkeeping_only_sessions_and_the_app_keeps_the_rest(
     app, real = mixed
     result = cli("purge", "--empty", "--yes", "--store", redis_url, "--format", "json")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == '{"matched":4,"deleted":4,"dry_run":false}\n'
+    assert result.stdout == '{"matched":4,"deleted":4,"dry_run":false,"undecodable":0}\n'
     assert not redis_client.keys("session:bot*")
     assert redis_client.exists("other:bot") == 1
     assert read_session(app, real["alice"].cookie)["name"] == "alice"
@@ -83,7 +83,7 @@ def test_empty_removes_bookkeeping_only_sessions_and_the_app_keeps_the_rest(
 def test_where_selects_by_data_and_all_selectors_must_match(cli, redis_url, redis_client, mixed) -> None:
     app, real = mixed
     both = cli("purge", "--where", "user_id=42", "--empty", "--yes", "--store", redis_url, "--format", "json")
-    assert both.json() == {"matched": 0, "deleted": 0, "dry_run": False}
+    assert both.json() == {"matched": 0, "deleted": 0, "dry_run": False, "undecodable": 0}
     result = cli("purge", "--where", "user_id=42", "--where", "name~^c", "--yes", "--store", redis_url)
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "deleted 1 of 1 matched sessions (8 keys scanned)\n"
@@ -95,9 +95,9 @@ def test_all_deletes_every_session_under_the_prefix(cli, redis_url, redis_client
     for i in range(2500):
         redis_client.set(f"session:x{i}", b"\x80")
     dry = cli("purge", "--all", "--dry-run", "--store", redis_url, "--format", "json")
-    assert dry.json() == {"matched": 2508, "deleted": 0, "dry_run": True}
+    assert dry.json() == {"matched": 2508, "deleted": 0, "dry_run": True, "undecodable": 0}
     result = cli("purge", "--all", "--yes", "--store", redis_url, "--batch", "700", "--format", "json")
-    assert result.json() == {"matched": 2508, "deleted": 2508, "dry_run": False}
+    assert result.json() == {"matched": 2508, "deleted": 2508, "dry_run": False, "undecodable": 0}
     assert redis_client.keys("*") == [b"other:bot"]
 
 
@@ -120,14 +120,14 @@ def test_expired_means_no_ttl_and_idle_beyond_the_lifetime(cli, redis_url, redis
         make_idle(redis_client, key, 40 * 86400)
 
     dry = cli("purge", "--expired", "--dry-run", "--store", redis_url, "--format", "json")
-    assert dry.json() == {"matched": 1, "deleted": 0, "dry_run": True}
+    assert dry.json() == {"matched": 1, "deleted": 0, "dry_run": True, "undecodable": 0}
     # Counting read no value: the idle time is as it was.
     assert redis_client.object("idletime", stale) >= 40 * 86400
     short = cli("purge", "--expired", "--lifetime", "1h", "--dry-run", "--store", redis_url, "--format", "json")
     assert short.json()["matched"] == 1  # 'fresh' is idle 0s < 1h; the TTL'd key never counts
 
     result = cli("purge", "--expired", "--yes", "--store", redis_url, "--format", "json")
-    assert result.json() == {"matched": 1, "deleted": 1, "dry_run": False}
+    assert result.json() == {"matched": 1, "deleted": 1, "dry_run": False, "undecodable": 0}
     assert "1 hash" in result.stderr
     assert redis_client.exists(stale) == 0
     assert redis_client.exists(fresh, ttl_stale, "session:hash") == 3
@@ -139,7 +139,7 @@ def test_idle_with_where_reads_values_only_of_idle_sessions(cli, redis_url, redi
     for i in (0, 1, 2):
         make_idle(redis_client, f"session:s{i}", 3 * 86400)
     result = cli("purge", "--idle", "2d", "--where", "user_id=0", "--yes", "--store", redis_url, "--format", "json")
-    assert result.json() == {"matched": 2, "deleted": 2, "dry_run": False}
+    assert result.json() == {"matched": 2, "deleted": 2, "dry_run": False, "undecodable": 0}
     assert sorted(redis_client.keys("*")) == [b"session:s1", b"session:s3", b"session:s4", b"session:s5"]
     # s1 was idle but did not match: its value was read (idle time reset) ...
     assert redis_client.object("idletime", "session:s1") < 60
@@ -153,7 +153,7 @@ def test_idle_alone_on_a_terminal_counts_without_touching(cli, redis_url, redis_
     make_idle(redis_client, "session:old", 5 * 86400)
     result = cli("purge", "--idle", "1d", "--store", redis_url, "--format", "json", input="y\n", stdin_isatty=True)
     assert "Delete 1 sessions" in result.stderr
-    assert result.json() == {"matched": 1, "deleted": 1, "dry_run": False}
+    assert result.json() == {"matched": 1, "deleted": 1, "dry_run": False, "undecodable": 0}
 
 
 def test_lfu_policy_is_a_clear_store_error(cli, redis_url, redis_client) -> None:

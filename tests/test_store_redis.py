@@ -180,3 +180,21 @@ def test_acl_user_and_password(redis_server) -> None:
     finally:
         admin.execute_command("ACL", "DELUSER", "sess")
         admin.delete("session:acl")
+
+
+def test_listing_as_a_user_denied_pttl_is_a_store_error(redis_server, cli) -> None:
+    """The listing reads its per-key replies past redis-py's wrapper: an error reply
+    among them must still be one ``error:`` line (exit 3), never a traceback."""
+    import redis
+
+    admin = redis.Redis(port=redis_server.port)
+    admin.execute_command("ACL", "SETUSER", "nopttl", "on", ">pw", "~*", "+@all", "-pttl")
+    admin.set("session:one", b"\x80")
+    try:
+        result = cli("list", "--store", f"redis://nopttl:pw@127.0.0.1:{redis_server.port}/0")
+        assert result.exit_code == 3, (result.stdout, result.stderr)
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+        assert "pttl" in result.stderr.lower()
+    finally:
+        admin.execute_command("ACL", "DELUSER", "nopttl")
+        admin.delete("session:one")

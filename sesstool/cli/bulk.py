@@ -10,7 +10,7 @@ import typing as t
 
 import click
 
-from sesstool.cli.inspect import batch_option, warn_other_types, where_option
+from sesstool.cli.inspect import batch_option, warn_other_types, warn_skipped, where_option
 from sesstool.cli.options import format_option, resolve_settings, store_options
 from sesstool.env import Environment
 from sesstool.output import Column, emit_many, emit_one, emit_text
@@ -71,6 +71,8 @@ def purge(ctx: click.Context, /, expired: bool, lifetime: str | None, empty: boo
     so their dry runs leave idle times as they were. --all alone unlinks every key under the
     prefix as SCAN finds it, without reading values. If the store fails part way,
     purge exits 3 and says how many sessions it deleted; run it again to finish.
+    Sessions that cannot be decoded never match --where/--empty; --backup writes
+    them as raw bytes; the JSON summary counts them as "undecodable" (exit 0).
 
     \b
     Examples:
@@ -115,7 +117,8 @@ def purge(ctx: click.Context, /, expired: bool, lifetime: str | None, empty: boo
     finally:
         store.close()
     emit_one(env, result.as_json(), fmt, human=lambda: _purge_summary(result, backup))
-    _warn_types(env, result.other_types, settings.prefix)
+    how = "--where/--empty cannot match them: they were kept" if criteria.needs_data else "backed up as raw bytes"
+    warn_skipped(env, result.other_types, settings.prefix, result.undecodable, how)
 
 
 def _confirm(env: Environment, store: t.Any, prefix: str, criteria: Criteria, serializer: str, batch: int) -> bool:
@@ -205,7 +208,9 @@ def export(ctx: click.Context, /, where: tuple[str, ...], batch: int, rate: int 
 
     Values JSON cannot hold (datetime, tuple, Markup, ...) use the lossless tagged
     form; a record also carries "raw" (base64 of the stored bytes) when its data
-    alone would not give those bytes back. `import` restores them exactly.
+    alone would not give those bytes back. `import` restores them exactly. A
+    session that cannot be decoded is written as unknown with its raw bytes, and a
+    warning at the end counts them (exit 0).
 
     \b
     Examples:
@@ -229,7 +234,7 @@ def export(ctx: click.Context, /, where: tuple[str, ...], batch: int, rate: int 
     finally:
         progress.finish()
         store.close()
-    warn_other_types(env, counters, settings.prefix)
+    warn_other_types(env, counters, settings.prefix, selected=predicate is not None)
 
 
 @click.command("import")
@@ -307,6 +312,7 @@ def migrate(ctx: click.Context, /, target: str, dry_run: bool, lossy: bool, batc
     (Flask-Session 0.8's msgpack rejects Markup and turns datetime and tuple into
     other types) is left as it is and those values are listed, unless --lossy.
     Run --dry-run before upgrading Flask-Session to learn what would break.
+    Sessions that cannot be decoded are left as they are and counted (exit 0).
 
     \b
     Examples:
@@ -339,13 +345,7 @@ def migrate(ctx: click.Context, /, target: str, dry_run: bool, lossy: bool, batc
         emit_text(env, _migrate_summary(summary))
         if summary["problems"]:
             emit_many(env, summary["problems"], "table", PROBLEM_COLUMNS)
-    _warn_types(env, report.other_types, settings.prefix)
-
-
-def _warn_types(env: Environment, other_types: dict[str, int], prefix: str) -> None:
-    if other_types:
-        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(other_types.items()))
-        env.warn(f"skipped keys under {prefix!r} that are not session values: {kinds}")
+    warn_skipped(env, report.other_types, settings.prefix, summary["undecodable"], "left as they are")
 
 
 def _migrate_summary(summary: dict[str, t.Any]) -> str:

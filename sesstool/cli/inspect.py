@@ -47,10 +47,24 @@ def batch_option(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     )(fn)
 
 
-def warn_other_types(env: Environment, counters: ScanCounters, prefix: str) -> None:
-    if counters.other_types:
-        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counters.other_types.items()))
+def warn_other_types(env: Environment, counters: ScanCounters, prefix: str, *, selected: bool = False) -> None:
+    """The end-of-command warnings of a scan (``selected``: a ``--where`` was given)."""
+    from sesstool.records import NOT_MATCHED, REPORTED
+
+    warn_skipped(env, counters.other_types, prefix, counters.undecodable, NOT_MATCHED if selected else REPORTED)
+
+
+def warn_skipped(env: Environment, other_types: dict[str, int], prefix: str, undecodable: int, how: str) -> None:
+    """Warn about keys of other types and sessions that could not be decoded (``how``:
+    what the command did with those)."""
+    from sesstool.records import undecodable_warning
+
+    if other_types:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(other_types.items()))
         env.warn(f"skipped keys under {prefix!r} that are not session values: {kinds}")
+    warning = undecodable_warning(undecodable, how)
+    if warning:
+        env.warn(warning)
 
 
 def session_key(settings: Settings, text: str) -> bytes:
@@ -86,6 +100,9 @@ def list_sessions(
     **_: t.Any,
 ) -> None:
     """List the sessions under the prefix (SCAN, streamed; never KEYS).
+
+    A session that cannot be decoded (or shown) is listed as unknown; a warning at
+    the end counts them, and the exit code stays 0.
 
     \b
     Examples:
@@ -124,13 +141,14 @@ def list_sessions(
                 batch=batch,
                 on_batch=progress.advance,
             )
-            records = iter_records(decoded, settings.prefix, with_data=with_data, sort=sort, limit=limit)
+            records = iter_records(decoded, settings.prefix, with_data=with_data, sort=sort, limit=limit,
+                                   counters=counters)
         columns = LIST_COLUMNS + ([Column("data", "DATA", _compact)] if with_data else [])
         emit_many(env, records, fmt, columns)
     finally:
         progress.finish()
         store.close()
-    warn_other_types(env, counters, settings.prefix)
+    warn_other_types(env, counters, settings.prefix, selected=predicate is not None)
 
 
 def _compact(value: t.Any) -> str:
@@ -173,7 +191,7 @@ def show(ctx: click.Context, /, sid: str, raw: bool, fmt: str, **_: t.Any) -> No
         return
     record = make_record(decoded, len(settings.prefix), with_data=True)
     emit_one(env, record, fmt, human=lambda: _human_record(record))
-    if decoded.data is None:
+    if record["data"] is None:
         from sesstool.errors import UndecodableValue
 
         raise UndecodableValue(f"the value of {record['key']!r} is not a msgpack, json or pickle session")
@@ -223,6 +241,9 @@ def _human_record(record: dict[str, t.Any]) -> str:
 def stats(ctx: click.Context, /, where: tuple[str, ...], batch: int, fmt: str, **_: t.Any) -> None:
     """Count sessions by serializer; sessions without expiry; size and TTL percentiles.
 
+    Sessions that cannot be decoded count as unknown and as "undecodable" (exit 0,
+    with a warning).
+
     \b
     Examples:
       sesstool stats
@@ -253,19 +274,21 @@ def stats(ctx: click.Context, /, where: tuple[str, ...], batch: int, fmt: str, *
     finally:
         progress.finish()
         store.close()
-    result = accumulator.result()
+    result = accumulator.result(undecodable=counters.undecodable)
     emit_one(env, result, fmt, human=lambda: _human_stats(result))
-    warn_other_types(env, counters, settings.prefix)
+    warn_other_types(env, counters, settings.prefix, selected=predicate is not None)
 
 
 def _human_stats(result: dict[str, t.Any]) -> str:
     size, ttl = result["size"], result["ttl"]
     by_serializer = ", ".join(f"{name} {n:,}" for name, n in result["serializers"].items()) or "-"
+    undecodable = f"undecodable   {result['undecodable']:,}\n" if result["undecodable"] else ""
     return (
         f"sessions      {result['count']:,}\n"
         f"serializers   {by_serializer}\n"
         f"no expiry     {result['no_ttl']:,}\n"
         f"empty         {result['empty']:,}\n"
+        f"{undecodable}"
         f"size          total {size['total']:,} B, p50 {size['p50'] or 0:,} B, "
         f"p95 {size['p95'] or 0:,} B, max {size['max'] or 0:,} B\n"
         f"ttl           min {format_duration(ttl['min'])}, p50 {format_duration(ttl['p50'])}, "

@@ -9,6 +9,7 @@ where one script may not touch keys of several slots). One batch is held at a ti
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import typing as t
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -27,101 +28,11 @@ from redis.exceptions import (
 from sesstool.errors import InvalidInput, StoreError
 from sesstool.stores import redact_url
 from sesstool.stores.base import MISSING, STRING, Columns, StoredItem
+from sesstool.stores.redis_scripts import COMPARE_AND_SET, DELETE_IDLE, DELETE_IF_UNCHANGED, FETCH_IDLE
+from sesstool.stores.scanseen import SeenKeys
 
 SOCKET_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
-
-# Replace the value only if it is still what was read; keep the remaining TTL.
-_COMPARE_AND_SET = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local pttl = redis.call('PTTL', KEYS[1])
-if pttl > 0 then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', pttl)
-else
-  redis.call('SET', KEYS[1], ARGV[2])
-end
-return 1
-"""
-
-# Unlink each key only if it holds the value that was read and was not refreshed
-# since (its PTTL did not grow; -1 stays -1). ARGV holds value, pttl pairs.
-_DELETE_IF_UNCHANGED = """
-local deleted = 0
-for i, key in ipairs(KEYS) do
-  local expected_pttl = tonumber(ARGV[2 * i])
-  if redis.call('GET', key) == ARGV[2 * i - 1] then
-    local pttl = redis.call('PTTL', key)
-    local same = (expected_pttl < 0 and pttl == expected_pttl)
-      or (expected_pttl >= 0 and pttl >= 0 and pttl <= expected_pttl)
-    if same then
-      redis.call('UNLINK', key)
-      deleted = deleted + 1
-    end
-  end
-end
-return deleted
-"""
-
-
-# Idle time first (a GET would reset it; TYPE and PTTL do not), then, for keys idle
-# for more than ARGV[1] seconds (and, when ARGV[2] is '1', without expiry), their
-# PTTL, type and, when ARGV[3] is '1', value. Keys that do not qualify are not read,
-# so their idle time stays as it was. Per key: idle (false when gone), pttl, and the
-# value, or {type} for a key not read or of another type, or false.
-_FETCH_IDLE = """
-local min_idle = tonumber(ARGV[1])
-local no_expiry_only = ARGV[2] == '1'
-local with_values = ARGV[3] == '1'
-local out = {}
-for i, key in ipairs(KEYS) do
-  local idle = redis.pcall('OBJECT', 'IDLETIME', key)
-  if type(idle) == 'table' and idle.err then
-    return redis.error_reply(idle.err)
-  end
-  out[3 * i - 2] = idle or false
-  out[3 * i - 1] = false
-  out[3 * i] = false
-  if idle and idle > min_idle then
-    local pttl = redis.call('PTTL', key)
-    if pttl ~= -2 and (not no_expiry_only or pttl == -1) then
-      local kind = redis.call('TYPE', key).ok
-      out[3 * i - 1] = pttl
-      if with_values and kind == 'string' then
-        out[3 * i] = redis.call('GET', key)
-      else
-        out[3 * i] = {kind}
-      end
-    end
-  end
-end
-return out
-"""
-
-# Unlink each string key still idle for more than ARGV[1] seconds (and, when ARGV[2]
-# is '1', without expiry): selection and deletion in one atomic step, nothing read.
-# Returns {deleted, {type of each idle key that is not a string}}.
-_DELETE_IDLE = """
-local min_idle = tonumber(ARGV[1])
-local no_expiry_only = ARGV[2] == '1'
-local deleted = 0
-local others = {}
-for i, key in ipairs(KEYS) do
-  local idle = redis.pcall('OBJECT', 'IDLETIME', key)
-  if type(idle) == 'table' and idle.err then
-    return redis.error_reply(idle.err)
-  end
-  if idle and idle > min_idle and (not no_expiry_only or redis.call('PTTL', key) == -1) then
-    local kind = redis.call('TYPE', key).ok
-    if kind == 'string' then
-      redis.call('UNLINK', key)
-      deleted = deleted + 1
-    else
-      others[#others + 1] = kind
-    end
-  end
-end
-return {deleted, others}
-"""
 
 _LFU_MESSAGE = (
     "{where} cannot report idle time: its maxmemory-policy is an LFU policy "
@@ -154,10 +65,10 @@ class RedisStore:
         self.client = client
         self.url = url or _describe_client(client)
         self.is_cluster = hasattr(client, "get_primaries")
-        self._cas = client.register_script(_COMPARE_AND_SET)
-        self._delete_unchanged = client.register_script(_DELETE_IF_UNCHANGED)
-        self._fetch_idle = client.register_script(_FETCH_IDLE)
-        self._delete_idle = client.register_script(_DELETE_IDLE)
+        self._cas = client.register_script(COMPARE_AND_SET)
+        self._delete_unchanged = client.register_script(DELETE_IF_UNCHANGED)
+        self._fetch_idle = client.register_script(FETCH_IDLE)
+        self._delete_idle = client.register_script(DELETE_IDLE)
 
     # -- reading ---------------------------------------------------------------
 
@@ -172,12 +83,15 @@ class RedisStore:
             return [self.client.get_redis_connection(node) for node in self.client.get_primaries()]
 
     def scan_keys(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[list[bytes]]:
+        """Every key under ``prefix``, each once (SCAN may repeat keys: :mod:`.scanseen`)."""
         pattern = _glob_escape(prefix) + b"*"
+        seen = SeenKeys()
         for node in self.nodes():
             cursor = 0
             while True:
                 with self._errors():
                     cursor, keys = node.scan(cursor=cursor, match=pattern, count=max(batch, 10))
+                keys = seen.fresh(keys)
                 if keys:
                     yield keys
                 if cursor == 0:
@@ -206,12 +120,14 @@ class RedisStore:
         pattern = _glob_escape(prefix) + b"*"
         count = b"%d" % max(batch, 10)
         pool = self.client.connection_pool
+        seen = SeenKeys()
         with self._errors():
             connection = _checkout(pool)
         try:
             with self._errors():
                 connection.send_packed_command([_pack_scan(b"0", pattern, count)])
                 cursor, keys = connection.read_response()
+            keys = seen.fresh(keys)
             previous: Columns | None = None
             while True:
                 request = _pack_fetch(keys) if keys else b""
@@ -227,6 +143,7 @@ class RedisStore:
                     if cursor == b"0":
                         break
                     cursor, keys = connection.read_response()
+                keys = seen.fresh(keys)
             if previous is not None:
                 yield previous
         except BaseException:
@@ -236,9 +153,25 @@ class RedisStore:
             pool.release(connection)
 
     def _read_fetch(self, connection: t.Any, keys: list[bytes]) -> Columns:
-        read = connection.read_response
-        pttls = [read() for _ in keys]
-        return self._columns(keys, pttls, read(), keep_missing=False)
+        # One PTTL reply a key: redis-py's Connection.read_response wraps each in
+        # about 1 us of bookkeeping (host text, error mapping), a third of what
+        # listing a session costs. Its parser reads the same replies; errors are
+        # mapped here once a batch instead.
+        parser = getattr(connection, "_parser", None)
+        read = getattr(parser, "read_response", None) or connection.read_response
+        try:
+            pttls = [read() for _ in keys]
+            values = read()
+        except builtins.TimeoutError as e:  # the socket's own timeout
+            raise TimeoutError(f"timed out reading from {self.describe()}") from e
+        except OSError as e:
+            raise ConnectionError(f"error reading from {self.describe()}: {e.strerror or e}") from e
+        if set(map(type, pttls)) != {int} or not isinstance(values, list):
+            # An error reply (an ACL without PTTL or MGET, say) comes back as a value.
+            for reply in (*pttls, values):
+                if isinstance(reply, Exception):
+                    raise reply
+        return self._columns(keys, pttls, values, keep_missing=False)
 
     def fetch(self, keys: t.Sequence[bytes]) -> list[StoredItem]:
         if not keys:
@@ -449,10 +382,29 @@ class RedisStore:
             return bool(self.client.set(key, value, ex=ttl if ttl and ttl > 0 else None, nx=True))
 
     def compare_and_set(self, item: StoredItem, value: bytes) -> bool:
+        """Write ``value`` if the key still holds ``item.value``, keeping its TTL.
+
+        When the reply is lost (the connection drops after the server ran the script),
+        the key is read again: our exact value there means the write happened.
+
+        :raises StoreError: when the connection failed and the change is not there.
+        """
         if item.value is None:
             return False
-        with self._errors():
-            return bool(self._cas(keys=[item.key], args=[item.value, value]))
+        try:
+            with self._errors():
+                written = bool(self._cas(keys=[item.key], args=[item.value, value]))
+        except StoreError as e:
+            if not _connection_lost(e):
+                raise
+            if self._holds([item.key], [value])[0]:
+                return True
+            raise StoreError(f"{e.message.rstrip('.')} during a compare-and-set of "
+                             f"{item.key.decode('utf-8', 'backslashreplace')!r}; read again, it does not "
+                             "hold the change: nothing was written") from e
+        # redis-py may have re-sent the script after a lost reply: the re-run then
+        # found our own write in place and said 0.
+        return written or self._holds([item.key], [value])[0]
 
     def delete(self, keys: t.Sequence[bytes]) -> int:
         if not keys:
@@ -490,9 +442,11 @@ class RedisStore:
             return
         pattern = _glob_escape(prefix) + b"*"
         count = max(batch, 10)
+        seen = SeenKeys()
         with self._errors():
             cursor, keys = self.client.scan(cursor=0, match=pattern, count=count)
         while True:
+            keys = seen.fresh(keys)
             if cursor == 0:
                 if keys:
                     with self._errors():
@@ -545,9 +499,28 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=False)
         for item, value in writable:
             self._cas(keys=[item.key], args=[item.value, value], client=pipe)
-        with self._errors():
-            replies = iter(pipe.execute())
-        return [bool(next(replies)) if item.value is not None else False for item, _ in pairs]
+        try:
+            with self._errors():
+                results = [bool(reply) for reply in pipe.execute()]
+        except StoreError as e:
+            if not _connection_lost(e):
+                raise
+            results = [False] * len(writable)
+        # A lost reply (or redis-py's re-send after one) says nothing about what was
+        # written: the keys not confirmed are read again. One still holding what was
+        # read reports False, so the caller reads it again and retries.
+        unsure = [i for i, ok in enumerate(results) if not ok]
+        if unsure:
+            confirmed = self._holds([writable[i][0].key for i in unsure], [writable[i][1] for i in unsure])
+            for i, ok in zip(unsure, confirmed, strict=True):
+                results[i] = ok
+        replies = iter(results)
+        return [next(replies) if item.value is not None else False for item, _ in pairs]
+
+    def _holds(self, keys: list[bytes], values: list[bytes]) -> list[bool]:
+        """Whether each key holds exactly the matching value now (a fresh read)."""
+        items = self.fetch(keys)
+        return [item.value == value for item, value in zip(items, values, strict=True)]
 
     def _delete_one_if_unchanged(self, item: StoredItem) -> int:
         pttl = -1 if item.ttl_ms is None else item.ttl_ms
@@ -623,6 +596,12 @@ def _items(columns: Columns) -> list[StoredItem]:
         else:
             items.append(StoredItem(key, value, _seconds(pttl), kind=kind, ttl_ms=pttl))
     return items
+
+
+def _connection_lost(error: StoreError) -> bool:
+    """True when ``error`` came from a dropped or timed-out connection, after which
+    the server may or may not have run the command."""
+    return isinstance(error.__cause__, (ConnectionError, TimeoutError))
 
 
 def _first_line(error: BaseException) -> str:
