@@ -268,7 +268,7 @@ def test_purge_expired_on_a_terminal_asks_before_freeing_anything(cli: CliRunner
         assert store._stat(store.servers[0], b"crawler_reclaimed") == 0
         accepted = cli("purge", "--expired", "--store", url, "--format", "json", input="y\n", stdin_isatty=True)
         assert accepted.exit_code == 0, accepted.stderr
-        assert accepted.json() == {"matched": 1, "deleted": 1, "dry_run": False}
+        assert accepted.json() == {"matched": 1, "deleted": 1, "dry_run": False, "undecodable": 0}
         store.close()
     finally:
         server.stop()
