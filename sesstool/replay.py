@@ -158,7 +158,9 @@ def _why_new(app: t.Any, interface: t.Any, session: t.Any, cookie: str | None) -
 
             try:
                 sid = unsign_sid(cookie, [app.secret_key] if app.secret_key else [])
-            except (SignatureInvalid, NoKey):
+            except (SignatureInvalid, NoKey, InvalidInput):
+                # An id without a signature (InvalidInput: not sid.signature) is
+                # one Flask-Session's unsign refuses too: it starts a new session.
                 return BAD_SIGNATURE
         # Flask-Session hands out a fresh id exactly when the store has no session
         # under the cookie's id.

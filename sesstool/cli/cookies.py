@@ -21,6 +21,7 @@ from sesstool.cli.options import (
 from sesstool.env import Environment
 from sesstool.errors import InvalidInput, NoKey, NoMatch, SignatureInvalid
 from sesstool.output import dumps, emit_one, emit_text
+from sesstool.terminal import printable
 
 _SALT_HELP = "Signer salt. [default: cookie-session; flask-session for signed session ids]"
 _DIGEST_HELP = "HMAC digest (apps with a custom session interface may use sha256). [default: sha1]"
@@ -80,7 +81,7 @@ def _human(record: dict[str, t.Any]) -> str:
     if record.get("expired") is not None:
         lines.append(("expired", "yes" if record["expired"] else "no"))
     if "sid" in record:
-        lines.append(("sid", record["sid"]))
+        lines.append(("sid", printable(record["sid"])))
     else:
         lines.append(("compressed", "yes" if record["compressed"] else "no"))
     text = "".join(f"{name:<11} {value}\n" for name, value in lines)
@@ -88,7 +89,7 @@ def _human(record: dict[str, t.Any]) -> str:
     if data is not None:
         text += f"data        ({len(data)} key{'' if len(data) == 1 else 's'})\n"
         width = max((len(k) for k in data), default=0)
-        text += "".join(f"  {k:<{width}}  {dumps(v)}\n" for k, v in data.items())
+        text += "".join(f"  {printable(k):<{width}}  {printable(dumps(v))}\n" for k, v in data.items())
     return text
 
 

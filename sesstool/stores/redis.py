@@ -15,11 +15,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.exceptions import (
-    RedisClusterException,
     AuthenticationError,
     BusyLoadingError,
     ConnectionError,
     NoPermissionError,
+    RedisClusterException,
     RedisError,
     ResponseError,
     TimeoutError,
