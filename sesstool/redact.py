@@ -111,7 +111,14 @@ def redact_url(text: str) -> str:
 def redact(text: str, extra: t.Iterable[str] = ()) -> str:
     """``text`` with every registered secret (and ``extra``) and every URL password masked."""
     secrets = sorted({*_known, *(s for s in extra if len(s) >= MIN_MASKED_LENGTH)}, key=len, reverse=True)
-    for secret in secrets:  # longest first: a key that contains another is masked whole
-        if secret in text:
-            text = text.replace(secret, MASK)
+    # Longest first: a key that contains another is masked whole. Again until none is
+    # left, as a mask can join its neighbours into a secret ("x***" in "xx***..."):
+    # each pass shortens the text, so this ends.
+    changed = True
+    while changed:
+        changed = False
+        for secret in secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+                changed = True
     return redact_url(text)
