@@ -19,9 +19,10 @@ secrets that library code read (a key file, an app's config).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import typing as t
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 MASK = "***"
 
@@ -33,7 +34,8 @@ MIN_MASKED_LENGTH = 4
 # scheme://userinfo@ — userinfo runs to the *last* "@" before the end of the token,
 # since a password may hold "/", ":", "@" or "[" unescaped (a URL that then does not
 # parse is exactly where an error message would echo it).
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s'\"]*)@")
+# The scheme may be missing or malformed ("://u:pw@h"): still a password.
+_URL_USERINFO = re.compile(r"(?P<scheme>(?:[A-Za-z0-9+.\-]*)://)(?P<userinfo>[^\s'\"]*)@")
 _SECRET_PARAM = re.compile(
     r"(?P<name>[?&;][^=&\s'\"]*(?:pass|pwd|secret|token|auth|credential)[^=&\s'\"]*=)(?P<value>[^&\s'\"]*)",
     re.IGNORECASE,
@@ -77,29 +79,45 @@ def url_password(url: str) -> str | None:
     return unquote(password) if colon and password else None
 
 
+def _password_candidates(url: str) -> set[str]:
+    """Every string a parser might take for the password of ``url``.
+
+    A password may hold what ends it for one parser and not another (a space, "@",
+    "/", "://"), so each reading is registered: extra ones only mask more.
+    """
+    found = set()
+    _, sep, rest = url.partition("://")
+    if sep:
+        for end in (rest.find("@"), rest.rfind("@")):
+            if end > 0:
+                userinfo = rest[:end]
+                _, colon, password = userinfo.partition(":")
+                if colon and password:
+                    found.add(password)
+    password = url_password(url)
+    if password is not None:
+        found.add(password)
+    with contextlib.suppress(ValueError):
+        parsed = urlsplit(url).password
+        if parsed:
+            found.add(parsed)
+    return found
+
+
 def remember_url(url: str | None) -> None:
     """Register the password of a store URL (and its secret query parameters)."""
     if not url:
         return
-    password = url_password(url)
-    if password is not None:
+    for password in _password_candidates(url):
         remember(password)
+        remember(unquote(password))
     for match in _SECRET_PARAM.finditer(url):
         remember(unquote(match.group("value")) or None)
 
 
 def _mask_userinfo(match: re.Match[str]) -> str:
-    userinfo = match.group("userinfo")
-    if "://" in userinfo:
-        # Two URLs in one token ("a://x,b://y@h"): mask from the innermost scheme.
-        head, _, rest = userinfo.rpartition("://")
-        return match.group("scheme") + head + "://" + _mask_userinfo_text(rest) + "@"
-    return match.group("scheme") + _mask_userinfo_text(userinfo) + "@"
-
-
-def _mask_userinfo_text(userinfo: str) -> str:
-    user, colon, _ = userinfo.partition(":")
-    return f"{user}:{MASK}" if colon else user
+    user, colon, _ = match.group("userinfo").partition(":")
+    return match.group("scheme") + (f"{user}:{MASK}" if colon else user) + "@"
 
 
 def redact_url(text: str) -> str:
