@@ -94,9 +94,9 @@ def _password_candidates(url: str) -> set[str]:
                 _, colon, password = userinfo.partition(":")
                 if colon and password:
                     found.add(password)
-    password = url_password(url)
-    if password is not None:
-        found.add(password)
+    lenient = url_password(url)
+    if lenient is not None:
+        found.add(lenient)
     with contextlib.suppress(ValueError):
         parsed = urlsplit(url).password
         if parsed:
