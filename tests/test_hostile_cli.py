@@ -377,3 +377,34 @@ def test_delete_finds_the_cookie_by_the_apps_cookie_name(cli, apps, redis_url, r
     deleted = cli("delete", header, "--app", "named:app", "--format", "json")
     assert deleted.exit_code == 0, deleted.stderr
     assert redis_client.exists(f"session:{written.sid}") == 0
+
+
+LEAKY_APP = f"""
+import threading
+
+from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
+
+
+class Leaky(SecureCookieSessionInterface):
+    def open_session(self, app, request):
+        if request.path == "/hang":
+            threading.Event().wait()  # a store that never answers
+        raise RuntimeError("cannot open the session with key " + app.secret_key)
+
+
+app = Flask(__name__)
+app.secret_key = {SECRET!r}
+app.session_interface = Leaky()
+"""
+
+
+def test_replay_masks_the_apps_key_and_is_bounded_by_the_timeout(cli, apps) -> None:
+    apps.write("leaky", LEAKY_APP)
+    leaked = cli("replay", "--app", "leaky:app", "--cookie", "abc")
+    _assert_one_error_line(leaked, 4)
+    assert SECRET not in leaked.stderr and "with key ***" in leaked.stderr
+    started = time.monotonic()
+    hung = cli("replay", "--app", "leaky:app", "--path", "/hang", "--timeout", "0.5")
+    _assert_one_error_line(hung, 3)
+    assert "timed out after 0.5s" in hung.stderr and time.monotonic() - started < 8
