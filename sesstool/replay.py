@@ -102,10 +102,13 @@ def replay(
         # Pushing runs open_session once, with the request context in place, as
         # for a real request; a failure there is the app's, told in one line.
         context.push()
-    except Exception as e:
-        # A half-pushed context must not outlive the call (library users, tests).
+    except BaseException as e:
+        # A half-pushed context must not outlive the call (library users, tests),
+        # also when a deadline or ^C interrupts the app.
         with contextlib.suppress(Exception):
             context.pop()
+        if not isinstance(e, Exception):
+            raise
         raise _app_failure("open_session", e) from e
     try:
         session = context.session

@@ -408,3 +408,6 @@ def test_replay_masks_the_apps_key_and_is_bounded_by_the_timeout(cli, apps) -> N
     hung = cli("replay", "--app", "leaky:app", "--path", "/hang", "--timeout", "0.5")
     _assert_one_error_line(hung, 3)
     assert "timed out after 0.5s" in hung.stderr and time.monotonic() - started < 8
+    from flask import has_request_context
+
+    assert not has_request_context()  # the interrupted request left nothing behind
