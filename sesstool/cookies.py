@@ -13,6 +13,10 @@ and a cookie of a few hundred kilobytes could otherwise expand to gigabytes.
 Timestamps: itsdangerous 1.0 and later count seconds since 1970; older versions
 counted from 2011-01-01 (``LEGACY_EPOCH``). A timestamp that would fall before 2011
 is such a legacy one, and :func:`decode_cookie` reads it as one.
+
+Split by concern: Flask's tagged JSON is :mod:`sesstool.flaskjson`, HMAC signatures
+:mod:`sesstool.signing`, the ``decode --url`` fetch :mod:`sesstool.cookiefetch`; the
+names other modules use are re-exported here.
 """
 
 from __future__ import annotations
@@ -32,11 +36,15 @@ from sesstool.flaskjson import flask_dumps as flask_dumps
 from sesstool.flaskjson import flask_loads as flask_loads
 from sesstool.flaskjson import flask_tag as flask_tag
 from sesstool.flaskjson import http_date as http_date
+from sesstool.signing import DEFAULT_DIGEST as DEFAULT_DIGEST
+from sesstool.signing import digest_name as digest_name
+from sesstool.signing import find_key as find_key
+from sesstool.signing import key_label as key_label
+from sesstool.signing import signature_for as signature_for
 from sesstool.tagged import to_tagged
 
 DEFAULT_SALT = "cookie-session"  #: Flask's SecureCookieSessionInterface.salt
 SID_SALT = "flask-session"  #: Flask-Session's signer salt for session ids
-DEFAULT_DIGEST = "sha1"
 DEFAULT_COOKIE_NAME = "session"
 LEGACY_EPOCH = 1293840000  #: itsdangerous < 1.0 counted seconds from 2011-01-01
 MAX_COOKIE_LENGTH = 1 << 20  #: longest cookie value accepted (browsers keep 4 KiB)
@@ -239,73 +247,6 @@ def inflate(raw: bytes, limit: int = MAX_PAYLOAD_SIZE) -> bytes:
     if not inflater.eof:
         raise InvalidInput("compressed payload is truncated")
     return data
-
-
-# --- Keys and signatures --------------------------------------------------------------
-
-
-_COMMON_DIGESTS = frozenset({"sha1", "sha224", "sha256", "sha384", "sha512", "md5"})
-
-
-def digest_name(name: str) -> str:
-    """A hashlib digest name usable with HMAC (``sha1``, ``sha256``, ``SHA-256``, ...).
-
-    :raises InvalidInput: when HMAC cannot use it.
-    """
-    base = name.strip().lower()
-    if base in _COMMON_DIGESTS:
-        return base
-    import hmac
-
-    for candidate in dict.fromkeys((base, base.replace("-", "_"), base.replace("-", ""))):
-        try:
-            hmac.digest(b"k", b"m", candidate)
-        except (ValueError, TypeError):
-            continue
-        return candidate
-    raise InvalidInput(f"unknown digest {name!r}: use sha1 (Flask's), sha256, sha512, md5, ...")
-
-
-def _digest_method(name: str) -> t.Callable[..., t.Any]:
-    import functools
-    import hashlib
-
-    constructor = getattr(hashlib, name, None)  # OpenSSL's, for HMAC's fast path
-    return constructor if callable(constructor) else functools.partial(hashlib.new, name)
-
-
-def _key_bytes(key: str | bytes) -> bytes:
-    return key.encode("utf-8") if isinstance(key, str) else key
-
-
-def signature_for(signed: bytes, key: str | bytes, salt: str, digest: str = DEFAULT_DIGEST) -> str:
-    """The base64 signature itsdangerous's ``Signer`` (hmac derivation) gives ``signed``."""
-    from itsdangerous import Signer
-
-    signer = Signer(_key_bytes(key), salt=salt, key_derivation="hmac", digest_method=_digest_method(digest))
-    return signer.get_signature(signed).decode("ascii")
-
-
-def find_key(
-    cookie: SignedCookie, keys: t.Sequence[str | bytes], salt: str, digest: str = DEFAULT_DIGEST
-) -> int | None:
-    """The index in ``keys`` of the first key whose signature matches, else None."""
-    from itsdangerous import Signer
-
-    method = _digest_method(digest)
-    signed, signature = cookie.signed, cookie.signature.encode("ascii")
-    for index, key in enumerate(keys):
-        signer = Signer(_key_bytes(key), salt=salt, key_derivation="hmac", digest_method=method)
-        if signer.verify_signature(signed, signature):
-            return index
-    return None
-
-
-def key_label(index: int | None) -> str | None:
-    """``current`` for the first key, ``fallback N`` for the others (never the key)."""
-    if index is None:
-        return None
-    return "current" if index == 0 else f"fallback {index}"
 
 
 # --- Decode and sign ------------------------------------------------------------------
