@@ -101,6 +101,9 @@ def test_store_urls_open_or_fail_with_a_documented_error_never_quoting_the_passw
     from sesstool.stores import open_store
 
     assume("****" not in password)
+    # A letter the rest of the URL never holds, so that the password cannot be
+    # spelled by what redaction leaves ("***" + "@" + the host).
+    assume(any(ch in "pQ9" for ch in password))
     url = f"{scheme}://u:{password}@{rest}"
     try:
         store = open_store(url)
