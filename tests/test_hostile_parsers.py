@@ -319,3 +319,13 @@ def test_checking_an_import_file_never_raises_and_counts_every_bad_line(lines: l
     assert checked.entries is not None
     assert (checked.invalid == 0) == (checked.first_error is None)
     assert len(checked.entries) + checked.invalid <= len(data.split(b"\n"))
+
+
+@pytest.mark.parametrize("expr", ["f~[[", "f~a{99999999999999999999}", "f~" + "(" * 1000 + ")" * 1000])
+def test_hostile_regular_expressions_are_invalid_input_or_work(expr: str) -> None:
+    try:
+        predicate = parse_all([expr])
+    except InvalidInput as e:
+        assert "bad regular expression" in str(e)
+    else:
+        assert predicate is not None and predicate({"f": "[["}) in (True, False)
