@@ -105,6 +105,16 @@ def app_import_from_environment() -> str | None:
     return value or None
 
 
+def _remember_secrets(app: t.Any) -> None:
+    """The app's keys are secrets of this run: no later error may quote them."""
+    from sesstool import redact
+
+    config = getattr(app, "config", None) or {}
+    for key in [config.get("SECRET_KEY"), *(config.get("SECRET_KEY_FALLBACKS") or ())]:
+        if isinstance(key, (str, bytes)):
+            redact.remember(key)
+
+
 def load_app(import_path: str) -> t.Any:
     """The Flask app ``import_path`` names, loaded by Flask's own loader.
 
@@ -125,7 +135,9 @@ def load_app(import_path: str) -> t.Any:
         # and its import-time warnings (deprecations, defaults) are not ours to show.
         with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return info.load_app()
+            app = info.load_app()
+        _remember_secrets(app)
+        return app
     except NoAppException as e:
         raise InvalidInput(f"cannot load app {import_path!r}: {_no_app_reason(str(e))}") from e
     except (Exception, SystemExit) as e:  # the app's own code failed; say how, in one line

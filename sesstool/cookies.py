@@ -13,6 +13,10 @@ and a cookie of a few hundred kilobytes could otherwise expand to gigabytes.
 Timestamps: itsdangerous 1.0 and later count seconds since 1970; older versions
 counted from 2011-01-01 (``LEGACY_EPOCH``). A timestamp that would fall before 2011
 is such a legacy one, and :func:`decode_cookie` reads it as one.
+
+Split by concern: Flask's tagged JSON is :mod:`sesstool.flaskjson`, HMAC signatures
+:mod:`sesstool.signing`, the ``decode --url`` fetch :mod:`sesstool.cookiefetch`; the
+names other modules use are re-exported here.
 """
 
 from __future__ import annotations
@@ -20,21 +24,27 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import json
 import re
 import time
 import typing as t
-import uuid
 import zlib
 from dataclasses import dataclass
 
-from sesstool.errors import InvalidInput, NotFound, StoreError, UndecodableValue
-from sesstool.tagged import MsgpackExt, to_tagged
-from sesstool.values import Markup, OpaqueObject
+from sesstool.errors import InvalidInput, UndecodableValue
+from sesstool.flaskjson import FLASK_TAGS as FLASK_TAGS
+from sesstool.flaskjson import flask_dumps as flask_dumps
+from sesstool.flaskjson import flask_loads as flask_loads
+from sesstool.flaskjson import flask_tag as flask_tag
+from sesstool.flaskjson import http_date as http_date
+from sesstool.signing import DEFAULT_DIGEST as DEFAULT_DIGEST
+from sesstool.signing import digest_name as digest_name
+from sesstool.signing import find_key as find_key
+from sesstool.signing import key_label as key_label
+from sesstool.signing import signature_for as signature_for
+from sesstool.tagged import to_tagged
 
 DEFAULT_SALT = "cookie-session"  #: Flask's SecureCookieSessionInterface.salt
 SID_SALT = "flask-session"  #: Flask-Session's signer salt for session ids
-DEFAULT_DIGEST = "sha1"
 DEFAULT_COOKIE_NAME = "session"
 LEGACY_EPOCH = 1293840000  #: itsdangerous < 1.0 counted seconds from 2011-01-01
 MAX_COOKIE_LENGTH = 1 << 20  #: longest cookie value accepted (browsers keep 4 KiB)
@@ -47,123 +57,6 @@ _VALUE = re.compile(r"[A-Za-z0-9_.\-]+")
 _B64 = re.compile(r"[A-Za-z0-9_\-]*")
 _HEADER = re.compile(r"\s*(set-cookie|cookie)\s*:\s*", re.IGNORECASE)
 _ATTRIBUTES = frozenset({"path", "domain", "expires", "max-age", "samesite", "secure", "httponly", "partitioned"})
-
-
-# --- Flask's tagged JSON --------------------------------------------------------------
-
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def http_date(value: dt.datetime) -> str:
-    """A datetime as Werkzeug's ``http_date`` writes it (naive means UTC; whole seconds)."""
-    value = value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
-    value = value.astimezone(dt.timezone.utc)
-    return (
-        f"{_DAYS[value.weekday()]}, {value.day:02d} {_MONTHS[value.month - 1]} {value.year:04d} "
-        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d} GMT"
-    )
-
-
-def _parse_http_date(value: t.Any) -> dt.datetime | None:
-    """Werkzeug's ``parse_date``: an aware datetime, or None when it is not a date."""
-    from email.utils import parsedate_to_datetime
-
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, AttributeError):
-        return None
-    if parsed is None:  # pragma: no cover - Python < 3.10 returned None
-        return None
-    return parsed.replace(tzinfo=dt.timezone.utc) if parsed.tzinfo is None else parsed
-
-
-def _untag_dict(value: t.Any) -> dict[str, t.Any]:
-    if not isinstance(value, dict) or not value:
-        raise ValueError("' di' holds no object")
-    key = next(iter(value))
-    return {key[:-2]: value[key]}
-
-
-_UNTAG: dict[str, t.Callable[[t.Any], t.Any]] = {
-    " di": _untag_dict,
-    " t": tuple,
-    " b": base64.b64decode,
-    " m": Markup,
-    " u": uuid.UUID,
-    " d": _parse_http_date,
-}
-FLASK_TAGS = frozenset(_UNTAG)
-
-
-def _untag(obj: dict[str, t.Any]) -> t.Any:
-    if len(obj) != 1:
-        return obj
-    ((key, value),) = obj.items()
-    untag = _UNTAG.get(key)
-    return obj if untag is None else untag(value)
-
-
-def flask_loads(text: str | bytes) -> dict[str, t.Any]:
-    """Read Flask's tagged JSON (``TaggedJSONSerializer.loads``) into a session dict.
-
-    :raises InvalidInput: when it is not JSON, a tag is malformed, or it is not an object.
-    """
-    try:
-        data = json.loads(text, object_hook=_untag)
-    except RecursionError as e:
-        raise InvalidInput("payload is nested too deeply") from e
-    except (ValueError, TypeError, AttributeError, OverflowError, binascii.Error) as e:
-        raise InvalidInput(f"payload is not Flask's tagged JSON: {e}") from e
-    if not isinstance(data, dict):
-        raise InvalidInput(f"payload is JSON but not an object (a {type(data).__name__}); a session is one")
-    return data
-
-
-def flask_tag(value: t.Any) -> t.Any:
-    """Tag a session value as Flask's ``TaggedJSONSerializer.tag`` does.
-
-    :raises InvalidInput: for a value a Flask cookie session cannot hold (set, date, ...).
-    """
-    kind = type(value)
-    if kind is str or kind is int or kind is float or kind is bool or value is None:
-        return value
-    if isinstance(value, dict):
-        if not all(isinstance(key, str) for key in value):
-            raise InvalidInput("a Flask cookie session holds only objects with string keys")
-        if len(value) == 1:
-            key = next(iter(value))
-            if key in FLASK_TAGS:
-                return {" di": {f"{key}__": flask_tag(value[key])}}
-        return {key: flask_tag(item) for key, item in value.items()}
-    if isinstance(value, (MsgpackExt, OpaqueObject)):
-        raise InvalidInput(f"a Flask cookie session cannot hold {value!r}")
-    if isinstance(value, tuple):
-        return {" t": [flask_tag(item) for item in value]}
-    if isinstance(value, list):
-        return [flask_tag(item) for item in value]
-    if isinstance(value, bytes):
-        return {" b": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, Markup) or callable(getattr(value, "__html__", None)):
-        html = value.__html__() if hasattr(value, "__html__") else value
-        return {" m": str(html)}
-    if isinstance(value, uuid.UUID):
-        return {" u": value.hex}
-    if isinstance(value, dt.datetime):
-        return {" d": http_date(value)}
-    if isinstance(value, (str, int, float)):
-        return value
-    raise InvalidInput(f"a Flask cookie session cannot hold a {type(value).__name__}")
-
-
-def flask_dumps(data: dict[str, t.Any]) -> bytes:
-    """Session data as Flask writes it: tagged, compact, keys sorted, ASCII."""
-    tagged = flask_tag(data)
-    try:
-        text = json.dumps(tagged, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
-    except (TypeError, ValueError) as e:
-        raise InvalidInput(f"cannot write the session as JSON: {e}") from e
-    return text.encode("ascii")
 
 
 # --- Cookie text ----------------------------------------------------------------------
@@ -356,73 +249,6 @@ def inflate(raw: bytes, limit: int = MAX_PAYLOAD_SIZE) -> bytes:
     return data
 
 
-# --- Keys and signatures --------------------------------------------------------------
-
-
-_COMMON_DIGESTS = frozenset({"sha1", "sha224", "sha256", "sha384", "sha512", "md5"})
-
-
-def digest_name(name: str) -> str:
-    """A hashlib digest name usable with HMAC (``sha1``, ``sha256``, ``SHA-256``, ...).
-
-    :raises InvalidInput: when HMAC cannot use it.
-    """
-    base = name.strip().lower()
-    if base in _COMMON_DIGESTS:
-        return base
-    import hmac
-
-    for candidate in dict.fromkeys((base, base.replace("-", "_"), base.replace("-", ""))):
-        try:
-            hmac.digest(b"k", b"m", candidate)
-        except (ValueError, TypeError):
-            continue
-        return candidate
-    raise InvalidInput(f"unknown digest {name!r}: use sha1 (Flask's), sha256, sha512, md5, ...")
-
-
-def _digest_method(name: str) -> t.Callable[..., t.Any]:
-    import functools
-    import hashlib
-
-    constructor = getattr(hashlib, name, None)  # OpenSSL's, for HMAC's fast path
-    return constructor if callable(constructor) else functools.partial(hashlib.new, name)
-
-
-def _key_bytes(key: str | bytes) -> bytes:
-    return key.encode("utf-8") if isinstance(key, str) else key
-
-
-def signature_for(signed: bytes, key: str | bytes, salt: str, digest: str = DEFAULT_DIGEST) -> str:
-    """The base64 signature itsdangerous's ``Signer`` (hmac derivation) gives ``signed``."""
-    from itsdangerous import Signer
-
-    signer = Signer(_key_bytes(key), salt=salt, key_derivation="hmac", digest_method=_digest_method(digest))
-    return signer.get_signature(signed).decode("ascii")
-
-
-def find_key(
-    cookie: SignedCookie, keys: t.Sequence[str | bytes], salt: str, digest: str = DEFAULT_DIGEST
-) -> int | None:
-    """The index in ``keys`` of the first key whose signature matches, else None."""
-    from itsdangerous import Signer
-
-    method = _digest_method(digest)
-    signed, signature = cookie.signed, cookie.signature.encode("ascii")
-    for index, key in enumerate(keys):
-        signer = Signer(_key_bytes(key), salt=salt, key_derivation="hmac", digest_method=method)
-        if signer.verify_signature(signed, signature):
-            return index
-    return None
-
-
-def key_label(index: int | None) -> str | None:
-    """``current`` for the first key, ``fallback N`` for the others (never the key)."""
-    if index is None:
-        return None
-    return "current" if index == 0 else f"fallback {index}"
-
-
 # --- Decode and sign ------------------------------------------------------------------
 
 
@@ -526,53 +352,3 @@ def sign_cookie(
 def sign_sid(sid: str, key: str | bytes, *, salt: str = SID_SALT, digest: str = DEFAULT_DIGEST) -> str:
     """A Flask-Session signed session id (``USE_SIGNER``): ``sid.signature``."""
     return f"{sid}.{signature_for(sid.encode('utf-8'), key, salt, digest)}"
-
-
-# --- From a running app ---------------------------------------------------------------
-
-
-def fetch_cookie(url: str, cookie_name: str | None = None, *, timeout: float = 10.0) -> str:
-    """The value of the session cookie that ``url`` sets (its ``Set-Cookie``, no redirects).
-
-    :raises InvalidInput: for a URL that is not http(s).
-    :raises StoreError: when the app cannot be reached.
-    :raises NotFound: when the response sets no such cookie.
-    """
-    import urllib.error
-    import urllib.request
-    from urllib.parse import urlsplit
-
-    from sesstool import __version__
-
-    try:
-        parts = urlsplit(url)
-        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # no credentials
-        host = parts.hostname
-    except ValueError as e:
-        raise InvalidInput(f"--url is not a valid URL ({e})") from e
-    if parts.scheme.lower() not in ("http", "https") or not host:
-        raise InvalidInput(f"--url needs an http:// or https:// URL, not {shown!r}")
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args: t.Any, **kwargs: t.Any) -> None:
-            return None  # the Set-Cookie of a redirect is what we want
-
-    opener = urllib.request.build_opener(NoRedirect)
-    request = urllib.request.Request(url, headers={"User-Agent": f"sesstool/{__version__}"})
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            status, headers = response.status, response.headers
-    except urllib.error.HTTPError as e:  # 3xx, 4xx and 5xx still set cookies
-        status, headers = e.code, e.headers
-        e.close()
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
-        raise StoreError(f"cannot fetch {shown}: {reason}") from e
-    set_cookies = headers.get_all("Set-Cookie") or []
-    wanted = cookie_name or DEFAULT_COOKIE_NAME
-    pairs = _pairs(line.split(";", 1)[0] for line in set_cookies)
-    for name, value in reversed(pairs):
-        if name == wanted:
-            return _unquote(value)
-    found = ", ".join(dict.fromkeys(name for name, _ in pairs)) or "none"
-    raise NotFound(f"{shown} (HTTP {status}) set no cookie named {wanted!r} (it set: {found})")

@@ -10,6 +10,9 @@ import sys
 import typing as t
 from dataclasses import dataclass, field
 
+from sesstool.redact import redact
+from sesstool.terminal import printable
+
 
 @dataclass
 class Environment:
@@ -44,12 +47,24 @@ class Environment:
         return bool(self.stderr_isatty)
 
     def warn(self, message: str) -> None:
-        self.stderr.write(f"warning: {message}\n")
+        """One ``warning:`` line: secrets masked, control characters shown as escapes."""
+        self.stderr.write(f"warning: {stderr_line(message)}\n")
         self.stderr.flush()
 
     def info(self, message: str) -> None:
-        self.stderr.write(f"{message}\n")
+        self.stderr.write(f"{stderr_line(message)}\n")
         self.stderr.flush()
+
+    def error(self, message: str) -> None:
+        """The one ``error:`` line a failed command prints."""
+        self.stderr.write(f"error: {stderr_line(message) or 'failed'}\n")
+        self.stderr.flush()
+
+
+def stderr_line(message: str) -> str:
+    """A message as one safe line: secrets masked, then every control character
+    (a newline in a stored key, an escape sequence) shown as an escape."""
+    return printable(redact(message.strip()))
 
 
 def _isatty(stream: t.Any) -> bool:

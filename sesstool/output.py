@@ -3,6 +3,11 @@
 Commands hand over plain dicts (already in the tagged JSON form) or an iterator of
 them; ndjson and csv stream row by row, json streams an array element by element,
 and a table is drawn with rich on a terminal and as plain aligned text otherwise.
+
+Everything meant for people (table cells, CSV cells, ``key: value`` lines) passes
+through :func:`sesstool.terminal.printable`: stored keys and values are written by
+attackers, and must neither drive the terminal nor fake a row. JSON and NDJSON need
+nothing extra: JSON escapes control characters, so each record stays one line.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import typing as t
 import msgspec
 
 from sesstool.env import Environment
+from sesstool.terminal import printable, printable_lines
 
 FORMATS = ("table", "json", "ndjson", "csv")
 
@@ -79,13 +85,15 @@ def emit_one(env: Environment, record: dict[str, t.Any], fmt: str, *, human: t.C
     elif fmt == "csv":
         _csv(env, [record], [Column(name, name, _cell) for name in record])
     else:
-        env.stdout.write(human() if human else _key_values(record))
+        # Builders escape the fields they interpolate; this catches any they missed
+        # (an escape sequence in a value), keeping their own line breaks.
+        env.stdout.write(printable_lines(human()) if human else _key_values(record))
     env.stdout.flush()
 
 
 def emit_text(env: Environment, text: str) -> None:
-    """Write plain text as it is (a cookie, a key), with a newline."""
-    env.stdout.write(text + "\n")
+    """Write plain text as it is (a cookie, a key), with a newline; escaped on a terminal."""
+    env.stdout.write((printable(text) if env.stdout_isatty else text) + "\n")
     env.stdout.flush()
 
 
@@ -93,13 +101,13 @@ def _cell(value: t.Any) -> str:
     if value is None:
         return ""
     if isinstance(value, (dict, list)):
-        return dumps(value)
-    return str(value)
+        return printable(dumps(value))
+    return printable(str(value))
 
 
 def _key_values(record: dict[str, t.Any]) -> str:
     width = max((len(k) for k in record), default=0)
-    return "".join(f"{k:<{width}}  {_cell(v)}\n" for k, v in record.items())
+    return "".join(f"{printable(k):<{width}}  {_cell(v)}\n" for k, v in record.items())
 
 
 def _ndjson(env: Environment, records: t.Iterable[dict[str, t.Any]]) -> int:
@@ -175,22 +183,28 @@ def _table(
     env: Environment, records: t.Iterable[dict[str, t.Any]], columns: t.Sequence[Column], title: str | None
 ) -> int:
     iterator = iter(records)
-    rows = [[c.show(record.get(c.field)) for c in columns] for record in itertools.islice(iterator, TABLE_BUFFER_ROWS)]
+    rows = [_row(columns, record) for record in itertools.islice(iterator, TABLE_BUFFER_ROWS)]
     if len(rows) == TABLE_BUFFER_ROWS:
         return _streamed_table(env, rows, iterator, columns)
     if env.rich_stdout:
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=title, header_style="bold")
         for column in columns:
             table.add_column(column.header, justify=t.cast(t.Any, column.justify), overflow="fold")
         for row in rows:
-            table.add_row(*row)
+            # Text, not str: rich would read "[bold]" or "[link=...]" in a cell as markup.
+            table.add_row(*(Text(cell) for cell in row))
         Console(file=env.stdout).print(table)
     else:
         _plain_table(env, rows, columns)
     return len(rows)
+
+
+def _row(columns: t.Sequence[Column], record: dict[str, t.Any]) -> list[str]:
+    return [printable(c.show(record.get(c.field))) for c in columns]
 
 
 def _streamed_table(
@@ -202,7 +216,7 @@ def _streamed_table(
     line = _plain_table(env, first, columns)
     count = len(first)
     for record in rest:
-        env.stdout.write(line([c.show(record.get(c.field)) for c in columns]))
+        env.stdout.write(line(_row(columns, record)))
         count += 1
     env.stdout.flush()
     return count

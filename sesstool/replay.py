@@ -102,10 +102,13 @@ def replay(
         # Pushing runs open_session once, with the request context in place, as
         # for a real request; a failure there is the app's, told in one line.
         context.push()
-    except Exception as e:
-        # A half-pushed context must not outlive the call (library users, tests).
+    except BaseException as e:
+        # A half-pushed context must not outlive the call (library users, tests),
+        # also when a deadline or ^C interrupts the app.
         with contextlib.suppress(Exception):
             context.pop()
+        if not isinstance(e, Exception):
+            raise
         raise _app_failure("open_session", e) from e
     try:
         session = context.session
@@ -158,7 +161,9 @@ def _why_new(app: t.Any, interface: t.Any, session: t.Any, cookie: str | None) -
 
             try:
                 sid = unsign_sid(cookie, [app.secret_key] if app.secret_key else [])
-            except (SignatureInvalid, NoKey):
+            except (SignatureInvalid, NoKey, InvalidInput):
+                # An id without a signature (InvalidInput: not sid.signature) is
+                # one Flask-Session's unsign refuses too: it starts a new session.
                 return BAD_SIGNATURE
         # Flask-Session hands out a fresh id exactly when the store has no session
         # under the cookie's id.

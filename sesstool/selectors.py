@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import typing as t
+import warnings
 
 from sesstool.errors import InvalidInput
 from sesstool.tagged import to_tagged
@@ -92,8 +93,12 @@ def parse_where(expr: str) -> Predicate:
         op, raw = match.group("op"), match.group("value").strip()
         if op == "~":
             try:
-                pattern = re.compile(raw)
-            except re.error as e:
+                # FutureWarning ("possible nested set"): the pattern still compiles
+                # and works; a stray warning line is not the user's answer.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)
+                    pattern = re.compile(raw)
+            except (re.error, OverflowError, RecursionError) as e:  # a{99999999999}, deep groups
                 raise InvalidInput(f"invalid --where {expr!r}: bad regular expression: {e}") from e
             return lambda data: (v := lookup(data, path)) is not _MISSING and pattern.search(_text(v)) is not None
         expected = parse_value(raw)

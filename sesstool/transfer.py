@@ -28,11 +28,13 @@ import base64
 import binascii
 import json
 import os
+import re
 import typing as t
 from dataclasses import dataclass
 
 from sesstool import batchops, serializers
-from sesstool.errors import InvalidInput, UndecodableValue
+from sesstool.durations import MAX_DURATION
+from sesstool.errors import InvalidInput, SesstoolError, UndecodableValue
 from sesstool.fidelity import encode_exact, encode_unchecked, fingerprint
 from sesstool.listing import ScanCounters, iter_decoded
 from sesstool.output import dumps, encode_line
@@ -110,6 +112,25 @@ def iter_export(
         yield record
 
 
+def create_private_file(path: str, what: str) -> t.BinaryIO:
+    """A new file only its owner may read (0600), for session data.
+
+    Never an existing file, and never through a symlink planted at ``path``: with
+    ``O_CREAT | O_EXCL`` the kernel refuses both (``O_NOFOLLOW`` says so twice).
+    The mode is set at creation, so there is no moment when others could open it.
+
+    :raises InvalidInput: when ``path`` exists (also as a symlink) or cannot be created.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise InvalidInput(f"{what} {path} already exists: choose a new name") from None
+    except OSError as e:
+        raise InvalidInput(f"cannot create {what} {path}: {e.strerror or e}") from e
+    return os.fdopen(fd, "wb")
+
+
 class BackupFile:
     """``purge --backup``: export lines of the sessions about to be deleted, each batch
     flushed and fsynced before that batch is deleted.
@@ -122,12 +143,7 @@ class BackupFile:
         self.path = path
         self.prefix_length = len(prefix)
         self.count = 0
-        try:
-            self._handle = open(path, "xb")  # noqa: SIM115 - closed by close()
-        except FileExistsError:
-            raise InvalidInput(f"backup file {path} already exists: choose a new name") from None
-        except OSError as e:
-            raise InvalidInput(f"cannot create backup file {path}: {e.strerror or e}") from e
+        self._handle = create_private_file(path, "backup file")
 
     def write(self, selected: t.Sequence[Decoded]) -> int:
         """Write one line for every session in ``selected`` (those that cannot be
@@ -160,14 +176,33 @@ class BackupFile:
 
 # -- import ----------------------------------------------------------------------------
 
+#: The longest record line read: a session value past this is no session (memcached
+#: keeps at most 1 MB a value; Redis apps rarely a few).
+MAX_LINE_BYTES = 64 << 20
+#: Parsed records kept in memory between the check and the write; a bigger file is
+#: parsed a second time instead, so memory stays bounded for any file.
+KEEP_PARSED_BYTES = 64 << 20
+#: The longest TTL a record may carry: what ``--in`` accepts (100 years).
+MAX_TTL = MAX_DURATION
+#: The longest sid: memcached's key limit (250 bytes) holds the prefix too, and
+#: Flask-Session's ids are 43 characters.
+MAX_SID_BYTES = 200
+# Whitespace and control characters are never in a Flask-Session id, and on a
+# text protocol (memcached) they would end the key early.
+_BAD_SID_CHAR = re.compile(r"[\x00-\x20\x7f-\xa0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000\ufeff]")
+
 
 @dataclass
 class ImportResult:
     imported: int = 0
     skipped: int = 0
+    invalid: int | None = None  #: lines skipped as invalid (with ``skip_invalid``)
 
     def as_json(self) -> dict[str, int]:
-        return {"imported": self.imported, "skipped": self.skipped}
+        result = {"imported": self.imported, "skipped": self.skipped}
+        if self.invalid is not None:
+            result["invalid"] = self.invalid
+        return result
 
 
 Entry = tuple[bytes, bytes, "int | None"]
@@ -183,12 +218,14 @@ def parse_record(line: str, prefix: str) -> Entry:
         record = json.loads(line)
     except json.JSONDecodeError as e:
         raise InvalidInput(f"not JSON ({e.msg.removesuffix(' at')}, column {e.colno})") from e
+    except RecursionError as e:
+        raise InvalidInput("not a session record: nested too deeply") from e
     if not isinstance(record, dict):
         raise InvalidInput("not a session record (a JSON object)")
     key = _record_key(record, prefix)
     ttl = record.get("ttl")
-    if ttl is not None and (type(ttl) is not int or ttl < 0):
-        raise InvalidInput(f"ttl must be a whole number of seconds or null, not {ttl!r}")
+    if ttl is not None and (type(ttl) is not int or not 0 <= ttl <= MAX_TTL):
+        raise InvalidInput(f"ttl must be a whole number of seconds (0 to {MAX_TTL:,}) or null, not {ttl!r}")
     if ttl == 0:
         ttl = 1  # alive when exported, rounded down to 0: keep it expiring, never "no expiry"
     serializer = record.get("serializer", "msgpack")
@@ -205,7 +242,12 @@ def _record_key(record: dict[str, t.Any], prefix: str) -> bytes:
         sid = record["key"][len(prefix) :]
     if not isinstance(sid, str) or not sid:
         raise InvalidInput('a record needs "sid" (or "key")')
-    return (prefix + sid).encode("utf-8", "surrogateescape")
+    if _BAD_SID_CHAR.search(sid):
+        raise InvalidInput(f"sid {sid!r} holds whitespace or a control character; no session id does")
+    key = (prefix + sid).encode("utf-8", "surrogateescape")
+    if len(key) - len(prefix.encode("utf-8", "surrogateescape")) > MAX_SID_BYTES:
+        raise InvalidInput(f"sid is {len(sid):,} characters; a session id has at most {MAX_SID_BYTES}")
+    return key
 
 
 def _record_value(record: dict[str, t.Any], serializer: str) -> bytes:
@@ -232,24 +274,93 @@ def _record_value(record: dict[str, t.Any], serializer: str) -> bytes:
     return encode_exact(data, serializer)
 
 
+class _Checked(t.NamedTuple):
+    entries: list[tuple[int, Entry]] | None  #: None when the file was too big to keep
+    invalid: int
+    first_error: SesstoolError | None
+
+
+def _numbered_lines(source: t.BinaryIO) -> t.Iterator[tuple[int, bytes | None]]:
+    """Each line with its number; None for a line longer than :data:`MAX_LINE_BYTES`."""
+    number = 0
+    while True:
+        line = source.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):  # the rest of the long line
+                line = source.readline(MAX_LINE_BYTES + 1)
+            yield number, None
+        else:
+            yield number, line
+
+
+def _parse_lines(source: t.BinaryIO, prefix: str) -> t.Iterator[tuple[int, Entry | SesstoolError]]:
+    for number, line in _numbered_lines(source):
+        try:
+            if line is None:
+                raise InvalidInput(f"longer than {MAX_LINE_BYTES:,} bytes; no session record is")
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InvalidInput(f"not UTF-8 text (byte {e.start + 1})") from None
+            if not text.strip():
+                continue
+            yield number, parse_record(text, prefix)
+        except (InvalidInput, UndecodableValue) as e:
+            yield number, type(e)(f"line {number}: {e.message}")
+
+
+def check_records(source: t.BinaryIO, prefix: str) -> _Checked:
+    """Read every record of ``source`` once, writing nothing: how many are invalid,
+    the first problem, and the parsed records when they fit in memory."""
+    entries: list[tuple[int, Entry]] | None = []
+    kept = invalid = 0
+    first_error: SesstoolError | None = None
+    for number, parsed in _parse_lines(source, prefix):
+        if isinstance(parsed, SesstoolError):
+            invalid += 1
+            first_error = first_error or parsed
+        elif entries is not None:
+            kept += len(parsed[0]) + len(parsed[1])
+            entries = entries if kept <= KEEP_PARSED_BYTES else None
+            if entries is not None:
+                entries.append((number, parsed))
+    return _Checked(entries, invalid, first_error)
+
+
 def import_records(
     store: Store,
-    lines: t.Iterable[str],
+    source: t.BinaryIO,
     prefix: str,
     *,
     skip_existing: bool = False,
+    skip_invalid: bool = False,
     batch: int = 1000,
     pacer: Pacer | None = None,
     on_batch: t.Callable[[int], None] | None = None,
 ) -> ImportResult:
     """Write exported records back, a batch per round trip.
 
-    Stops at the first invalid record; the records before it are written.
+    The whole of ``source`` (seekable) is checked first: when any line is invalid,
+    nothing is written, unless ``skip_invalid``, which writes the valid records and
+    counts the others.
 
     :raises InvalidInput: (exit 2) or :class:`UndecodableValue` (exit 4) naming the
-        line of the first bad record.
+        line of the first bad record, and how many are bad.
     """
-    result = ImportResult()
+    checked = check_records(source, prefix)
+    if checked.first_error is not None and not skip_invalid:
+        e = checked.first_error
+        more = f"; {checked.invalid:,} invalid lines in all" if checked.invalid > 1 else ""
+        raise type(e)(f"{e.message}{more}; nothing imported (--skip-invalid imports the valid records)")
+    result = ImportResult(invalid=checked.invalid if skip_invalid else None)
+    if checked.entries is not None:
+        entries: t.Iterable[Entry] = (entry for _, entry in checked.entries)
+    else:
+        source.seek(0)
+        entries = (parsed for _, parsed in _parse_lines(source, prefix) if not isinstance(parsed, SesstoolError))
     pending: list[Entry] = []
 
     def flush() -> None:
@@ -268,15 +379,8 @@ def import_records(
             on_batch(len(pending))
         pending.clear()
 
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            pending.append(parse_record(line, prefix))
-        except (InvalidInput, UndecodableValue) as e:
-            flush()
-            done = f"; {result.imported:,} sessions before it were imported" if result.imported else ""
-            raise type(e)(f"line {number}: {e.message}{done}") from e
+    for entry in entries:
+        pending.append(entry)
         if len(pending) >= batch:
             flush()
     flush()

@@ -161,7 +161,7 @@ def test_an_edited_record_with_raw_writes_its_data(cli, redis_url, redis_client,
     ("line", "code", "message"),
     [
         ("not json", 2, "line 2: not JSON"),
-        ('{"sid": "x", "ttl": -5, "data": {}}', 2, "line 2: ttl must be a whole number of seconds or null"),
+        ('{"sid": "x", "ttl": -5, "data": {}}', 2, "line 2: ttl must be a whole number of seconds (0 to"),
         ('{"sid": "x", "serializer": "yaml", "data": {}}', 2, "line 2: unknown serializer 'yaml'"),
         ('{"ttl": 5, "data": {}}', 2, 'line 2: a record needs "sid" (or "key")'),
         ('{"key": "other:x", "data": {}}', 2, "line 2: key 'other:x' is not under the prefix 'session:'"),
@@ -177,8 +177,79 @@ def test_an_invalid_record_stops_the_import_naming_its_line(cli, redis_url, redi
     result = cli("import", "-", "--store", redis_url, input=text)
     assert result.exit_code == code
     assert result.stderr.startswith(f"error: {message}")
-    assert result.stderr.rstrip().endswith("1 sessions before it were imported")
-    assert redis_client.exists("session:first") == 1 and redis_client.exists("session:third") == 0
+    assert result.stderr.count("\n") == 1
+    # The whole file is checked before anything is written: nothing is half-imported.
+    assert "nothing imported" in result.stderr
+    assert redis_client.exists("session:first", "session:third") == 0
+
+
+BAD_LINES = [
+    '{"sid": "a\\r\\nflush_all", "data": {}}',  # a protocol command smuggled in a sid
+    '{"sid": "has space", "data": {}}',
+    '{"sid": "x", "ttl": 99999999999999999999, "data": {}}',  # past any store's TTL range
+    '{"sid": "x", "ttl": true, "data": {}}',
+    json.dumps({"sid": "x" * 300, "data": {}}),
+    "[" * 100_000,  # nested past the recursion limit
+]
+
+
+@pytest.mark.parametrize("line", BAD_LINES)
+def test_hostile_records_are_refused_and_nothing_is_written(cli, redis_url, redis_client, line) -> None:
+    good = json.dumps({"sid": "good", "data": {"a": 1}})
+    result = cli("import", "-", "--store", redis_url, input=f"{good}\n{line}\n")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("error: line 2: ") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+    assert redis_client.keys("*") == []
+
+
+def test_a_line_that_is_not_utf8_is_named(cli, redis_url, redis_client, tmp_path) -> None:
+    dump = tmp_path / "bad.ndjson"
+    dump.write_bytes(b'{"sid": "a", "data": {}}\n{"sid": "\xff\xfe", "data": {}}\n')
+    result = cli("import", str(dump), "--store", redis_url)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: line 2: not UTF-8 text")
+    assert redis_client.keys("*") == []
+
+
+def test_skip_invalid_imports_the_valid_records_and_counts_the_others(cli, redis_url, redis_client) -> None:
+    lines = [json.dumps({"sid": "one", "data": {"a": 1}}), "not json", '{"sid": "two", "ttl": -1, "data": {}}',
+             "", json.dumps({"sid": "three", "ttl": 500, "data": {"b": 2}})]
+    result = cli("import", "-", "--skip-invalid", "--store", redis_url, "--format", "json", input="\n".join(lines))
+    assert result.exit_code == 0, result.stderr
+    assert result.json() == {"imported": 2, "skipped": 0, "invalid": 2}
+    assert sorted(redis_client.keys("*")) == [b"session:one", b"session:three"]
+    assert 0 < redis_client.ttl("session:three") <= 500
+    human = cli("import", "-", "--skip-invalid", "--store", redis_url, input="\n".join(lines))
+    assert human.stdout == "imported 2 sessions (2 invalid lines skipped)\n"
+
+
+def test_the_error_counts_every_invalid_line(cli, redis_url, redis_client) -> None:
+    result = cli("import", "-", "--store", redis_url, input="x\n{}\n" + json.dumps({"sid": "ok", "data": {}}))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: line 1: not JSON") and "2 invalid lines in all" in result.stderr
+
+
+def test_a_file_larger_than_what_is_kept_in_memory_is_read_twice(cli, redis_url, redis_client, monkeypatch,
+                                                                 tmp_path) -> None:
+    from sesstool import transfer
+
+    monkeypatch.setattr(transfer, "KEEP_PARSED_BYTES", 100)
+    dump = tmp_path / "big.ndjson"
+    dump.write_text("".join(json.dumps({"sid": f"s{i}", "data": {"n": i}}) + "\n" for i in range(50)) + "bad\n")
+    assert cli("import", str(dump), "--store", redis_url).exit_code == 2
+    assert redis_client.keys("*") == []
+    result = cli("import", str(dump), "--skip-invalid", "--store", redis_url, "--format", "json")
+    assert result.json() == {"imported": 50, "skipped": 0, "invalid": 1}
+    assert redis_client.dbsize() == 50
+
+
+def test_export_takes_format_json_as_one_array(cli, redis_url, redis_client, zoo) -> None:
+    lines = cli("export", "--store", redis_url, "--format", "ndjson").ndjson()
+    array = cli("export", "--store", redis_url, "--format", "json").json()
+    assert array == lines and len(array) == 6
+    refused = cli("export", "--store", redis_url, "--format", "table")
+    assert refused.exit_code == 2 and refused.stderr.startswith("error: ") and "table" in refused.stderr
 
 
 def test_import_of_a_missing_file_is_a_usage_error(cli, redis_url, tmp_path) -> None:

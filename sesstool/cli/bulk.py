@@ -202,8 +202,12 @@ def _purge_summary(result: PurgeResult, backup: str | None) -> str:
 @where_option
 @batch_option
 @rate_option
+@click.option("--format", "fmt", type=click.Choice(["ndjson", "json"]), default="ndjson", show_default=True,
+              help="ndjson: one record a line (what import reads); json: one array. An export holds "
+              "data, which a table or CSV cannot show losslessly.")
 @click.pass_context
-def export(ctx: click.Context, /, where: tuple[str, ...], batch: int, rate: int | None, **_: t.Any) -> None:
+def export(ctx: click.Context, /, where: tuple[str, ...], batch: int, rate: int | None, fmt: str,
+           **_: t.Any) -> None:
     """Write sessions as ndjson records with data and TTL, for backup or moving.
 
     Values JSON cannot hold (datetime, tuple, Markup, ...) use the lossless tagged
@@ -230,7 +234,7 @@ def export(ctx: click.Context, /, where: tuple[str, ...], batch: int, rate: int 
     try:
         records = iter_export(store, settings.prefix, serializer=settings.serializer, where=predicate,
                               batch=batch, pacer=_pacer(rate), counters=counters, on_batch=progress.advance)
-        emit_many(env, records, "ndjson", [])
+        emit_many(env, records, fmt, [])
     finally:
         progress.finish()
         store.close()
@@ -241,44 +245,71 @@ def export(ctx: click.Context, /, where: tuple[str, ...], batch: int, rate: int 
 @store_options
 @click.argument("source", metavar="FILE|-")
 @click.option("--skip-existing", is_flag=True, help="Keep sessions that already exist instead of overwriting them.")
+@click.option("--skip-invalid", is_flag=True,
+              help="Import the valid records and count the invalid lines, instead of importing nothing.")
 @batch_option
 @rate_option
 @format_option
 @click.pass_context
-def import_(ctx: click.Context, /, source: str, skip_existing: bool, batch: int, rate: int | None, fmt: str,
-            **_: t.Any) -> None:
+def import_(ctx: click.Context, /, source: str, skip_existing: bool, skip_invalid: bool, batch: int,
+            rate: int | None, fmt: str, **_: t.Any) -> None:
     """Write exported records back, with their TTL and serializer.
 
-    Each record goes under the prefix plus its sid. Stops at the first invalid
-    record (exit 2, or 4 when its data cannot be encoded), naming its line; the
-    records before it are written.
+    Each record goes under the prefix plus its sid. The whole file is checked
+    first: when a line is invalid, nothing is written (exit 2, or 4 when its data
+    cannot be encoded) and the error names its line; --skip-invalid imports the
+    valid records instead and counts the others.
 
     \b
     Examples:
       sesstool import sessions.ndjson
       gunzip -c user42.ndjson.gz | sesstool import - --skip-existing
     """
-    from sesstool.errors import InvalidInput
     from sesstool.transfer import import_records
 
     env: Environment = ctx.obj
     settings = resolve_settings(ctx)
+    handle = _open_import_source(env, source)
     try:
-        handle = env.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
-    except OSError as e:
-        raise InvalidInput(f"cannot read {source}: {e.strerror or e}") from e
-    store = settings.open_store()
-    progress = Progress(env.stderr, "imported", enabled=env.show_progress)
-    try:
-        result = import_records(store, handle, settings.prefix, skip_existing=skip_existing, batch=batch,
-                                pacer=_pacer(rate), on_batch=progress.advance)
+        store = settings.open_store()
+        progress = Progress(env.stderr, "imported", enabled=env.show_progress)
+        try:
+            result = import_records(store, handle, settings.prefix, skip_existing=skip_existing,
+                                    skip_invalid=skip_invalid, batch=batch, pacer=_pacer(rate),
+                                    on_batch=progress.advance)
+        finally:
+            progress.finish()
+            store.close()
     finally:
-        progress.finish()
-        store.close()
-        if handle is not env.stdin:
-            handle.close()
+        handle.close()
     skipped = f" ({result.skipped:,} skipped: already present)" if skip_existing else ""
-    emit_one(env, result.as_json(), fmt, human=lambda: f"imported {result.imported:,} sessions{skipped}\n")
+    invalid = f" ({result.invalid:,} invalid lines skipped)" if result.invalid else ""
+    emit_one(env, result.as_json(), fmt, human=lambda: f"imported {result.imported:,} sessions{skipped}{invalid}\n")
+
+
+def _open_import_source(env: Environment, source: str) -> t.BinaryIO:
+    """The import file as seekable bytes (import reads it twice: check, then write).
+
+    stdin is spooled to an anonymous temporary file (unlinked at once, 0600).
+    """
+    import io
+    import shutil
+    import tempfile
+
+    from sesstool.errors import InvalidInput
+
+    if source != "-":
+        try:
+            return open(source, "rb")  # noqa: SIM115 - closed by the caller
+        except OSError as e:
+            raise InvalidInput(f"cannot read {source}: {e.strerror or e}") from e
+    stdin = getattr(env.stdin, "buffer", None)
+    if stdin is None:
+        return io.BytesIO(env.stdin.read().encode("utf-8", "surrogateescape"))
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the caller
+    shutil.copyfileobj(stdin, spool)
+    spool.seek(0)
+    return t.cast(t.BinaryIO, spool)
 
 
 # -- migrate --------------------------------------------------------------------------------------

@@ -10,10 +10,18 @@ import typing as t
 
 import click
 
-from sesstool.cli.options import app_option, format_option, resolve_settings, secret_key_options
+from sesstool.cli.options import (
+    app_option,
+    format_option,
+    resolve_settings,
+    secret_key_options,
+    timeout_option,
+    timeout_seconds,
+)
 from sesstool.env import Environment
 from sesstool.errors import InvalidInput, NoKey, NoMatch, SignatureInvalid
 from sesstool.output import dumps, emit_one, emit_text
+from sesstool.terminal import printable
 
 _SALT_HELP = "Signer salt. [default: cookie-session; flask-session for signed session ids]"
 _DIGEST_HELP = "HMAC digest (apps with a custom session interface may use sha256). [default: sha1]"
@@ -73,7 +81,7 @@ def _human(record: dict[str, t.Any]) -> str:
     if record.get("expired") is not None:
         lines.append(("expired", "yes" if record["expired"] else "no"))
     if "sid" in record:
-        lines.append(("sid", record["sid"]))
+        lines.append(("sid", printable(record["sid"])))
     else:
         lines.append(("compressed", "yes" if record["compressed"] else "no"))
     text = "".join(f"{name:<11} {value}\n" for name, value in lines)
@@ -81,7 +89,7 @@ def _human(record: dict[str, t.Any]) -> str:
     if data is not None:
         text += f"data        ({len(data)} key{'' if len(data) == 1 else 's'})\n"
         width = max((len(k) for k in data), default=0)
-        text += "".join(f"  {k:<{width}}  {dumps(v)}\n" for k, v in data.items())
+        text += "".join(f"  {printable(k):<{width}}  {printable(dumps(v))}\n" for k, v in data.items())
     return text
 
 
@@ -98,7 +106,7 @@ def _human(record: dict[str, t.Any]) -> str:
     metavar="DURATION",
     help="Report a signature older than this (90, 15m, 31d) as expired.",
 )
-@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for --url.")
+@timeout_option
 @format_option
 @click.pass_context
 def decode(
@@ -110,7 +118,6 @@ def decode(
     salt: str | None,
     digest: str | None,
     max_age: str | None,
-    timeout: float,
     fmt: str,
     **_: t.Any,
 ) -> None:
@@ -125,16 +132,18 @@ def decode(
       sesstool decode --url http://127.0.0.1:5000/login --format json
       pbpaste | sesstool decode - --secret-key new --secret-key old
     """
-    from sesstool.cookies import decode_cookie, fetch_cookie
+    from sesstool.cookiefetch import fetch_cookie
+    from sesstool.cookies import decode_cookie
     from sesstool.durations import parse_duration
 
     env: Environment = ctx.obj
     if (cookie is None) == (url is None):
         raise InvalidInput("give a COOKIE or --url (one of them)")
     keys, salt, digest, cookie_name = _signer_settings(ctx, salt, digest, cookie_name)
-    value = (
-        fetch_cookie(url, cookie_name, timeout=timeout) if url else _read_cookie(env, t.cast(str, cookie), cookie_name)
-    )
+    if url:
+        value = fetch_cookie(url, cookie_name, timeout=timeout_seconds(ctx))
+    else:
+        value = _read_cookie(env, t.cast(str, cookie), cookie_name)
     seconds = parse_duration(max_age) if max_age is not None else None
     result = decode_cookie(value, keys, salt=salt, digest=digest, max_age=seconds)
     record = result.to_record()

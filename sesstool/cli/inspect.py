@@ -14,6 +14,7 @@ from sesstool.durations import format_duration
 from sesstool.env import Environment
 from sesstool.output import Column, emit_many, emit_one
 from sesstool.progress import Progress
+from sesstool.terminal import printable
 
 if t.TYPE_CHECKING:
     from sesstool.listing import ScanCounters
@@ -219,9 +220,9 @@ def _print_raw(env: Environment, value: bytes, fmt: str, key: bytes) -> None:
 
 def _human_record(record: dict[str, t.Any]) -> str:
     ttl = record["ttl"]
-    lines = [
-        f"key         {record['key']}",
-        f"sid         {record['sid']}",
+    lines = [  # key and sid are stored data: escaped, so a newline in one fakes no line
+        f"key         {printable(record['key'])}",
+        f"sid         {printable(str(record['sid']))}",
         f"ttl         {'never expires' if ttl is None else f'{format_duration(ttl)} ({ttl} s)'}",
         f"size        {record['size']} bytes",
         f"serializer  {record['serializer']}",

@@ -15,9 +15,10 @@ import typing as t
 
 import click
 
-from sesstool import __version__
+from sesstool import __version__, redact
+from sesstool.deadline import DeadlineExceeded
 from sesstool.env import Environment
-from sesstool.errors import SesstoolError
+from sesstool.errors import SesstoolError, StoreError
 
 # name -> (module, attribute). Order is the order of ``sesstool --help``.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -113,12 +114,32 @@ def cli(ctx: click.Context) -> None:
 
 
 _SESSION_ID_LIKE = re.compile(r"-[A-Za-z0-9_-]{15,}(\.[A-Za-z0-9_-]+)?")
-_URL_SECRET = re.compile(r"(\w+(?:\+\w+)?://[^/\s:@]*:)[^@\s/]+@")
+
+#: Options whose value is a secret, and env vars holding one (or a URL with one).
+_SECRET_OPTIONS = ("--secret-key",)
+_URL_OPTIONS = ("--store", "--url")
+_SECRET_ENV = ("SESSTOOL_SECRET_KEY",)
+_URL_ENV = ("SESSTOOL_STORE",)
 
 
-def redact(text: str) -> str:
-    """Hide passwords in store URLs, in case one reaches a message."""
-    return _URL_SECRET.sub(r"\1***@", text)
+def remember_secrets(argv: t.Sequence[str]) -> None:
+    """Register the secrets this run was given on the command line and in the
+    environment, before anything can fail and quote them.
+
+    Key files and an app's ``SECRET_KEY`` are registered where they are read.
+    """
+    redact.forget_all()
+    for name in _SECRET_ENV:
+        redact.remember(os.environ.get(name) or None)
+    for name in _URL_ENV:
+        redact.remember_url(os.environ.get(name))
+    for index, word in enumerate(argv):
+        option, equals, inline = word.partition("=")
+        value = inline if equals else (argv[index + 1] if index + 1 < len(argv) else None)
+        if option in _SECRET_OPTIONS:
+            redact.remember(value)
+        elif option in _URL_OPTIONS or "://" in word:
+            redact.remember_url(value if option in _URL_OPTIONS else word)
 
 
 def _usage_message(error: click.UsageError, argv: t.Sequence[str]) -> str:
@@ -144,6 +165,7 @@ def main(argv: t.Sequence[str] | None = None, env: Environment | None = None) ->
     env = env or Environment()
     argv = list(argv) if argv is not None else sys.argv[1:]
     debug = os.environ.get("SESSTOOL_DEBUG", "") not in ("", "0")
+    remember_secrets(argv)
     try:
         result = cli.main(
             args=argv,
@@ -155,36 +177,35 @@ def main(argv: t.Sequence[str] | None = None, env: Environment | None = None) ->
     except SesstoolError as e:
         if debug:
             raise
-        _error(env, str(e))
+        env.error(str(e))
         return e.exit_code
     except _NoCommand as e:
         # `sesstool` alone: the help is the answer, not an error line.
         env.stderr.write(e.ctx.get_help() + "\n")
         return 2
+    except DeadlineExceeded as e:
+        if debug:
+            raise
+        env.error(str(e))
+        return StoreError.exit_code
     except click.UsageError as e:
-        _error(env, _usage_message(e, argv))
+        env.error(_usage_message(e, argv))
         return 2
     except click.ClickException as e:
-        _error(env, e.format_message())
+        env.error(e.format_message())
         return e.exit_code
     except click.exceptions.Exit as e:
         return int(e.exit_code)
     except click.Abort:
-        _error(env, "aborted")
+        env.error("aborted")
         return 130
     except KeyboardInterrupt:
-        _error(env, "interrupted")
+        env.error("interrupted")
         return 130
     except (BrokenPipeError, _ReaderGone):
         # The reader went away (`sesstool list | head`): it has what it wanted.
         _silence_stdout()
         return 0
-
-
-def _error(env: Environment, message: str) -> None:
-    first_line = redact(message).strip().splitlines()[0] if message.strip() else "failed"
-    env.stderr.write(f"error: {first_line}\n")
-    env.stderr.flush()
 
 
 def _silence_stdout() -> None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import click
 from click.core import ParameterSource
 
+from sesstool import redact
+from sesstool.deadline import DEFAULT_TIMEOUT, DeadlineStore, deadline, parse_timeout
 from sesstool.env import Environment
 from sesstool.errors import InvalidInput
 from sesstool.output import FORMATS
@@ -68,6 +70,24 @@ def secret_key_options(fn: F) -> F:
     return fn
 
 
+def timeout_option(fn: F) -> F:
+    """``--timeout SECONDS``: the deadline of each network round trip (see :mod:`sesstool.deadline`)."""
+    return click.option(
+        "--timeout",
+        "timeout",
+        envvar="SESSTOOL_TIMEOUT",
+        default=None,
+        metavar="SECONDS",
+        help=f"Give up (exit 3) when the server takes longer than this for one step "
+        f"(connect, a read, a batch). [default: {DEFAULT_TIMEOUT:g}] Env: SESSTOOL_TIMEOUT.",
+    )(fn)
+
+
+def timeout_seconds(ctx: click.Context) -> float:
+    value = ctx.params.get("timeout")
+    return DEFAULT_TIMEOUT if value is None else parse_timeout(value)
+
+
 def app_option(fn: F) -> F:
     return click.option(
         "--app",
@@ -81,7 +101,8 @@ def app_option(fn: F) -> F:
 
 
 def store_options(fn: F) -> F:
-    """``--store``, ``--prefix``, ``--serializer``, ``--app`` and the secret-key options."""
+    """``--store``, ``--prefix``, ``--serializer``, ``--app``, ``--timeout`` and the secret-key options."""
+    fn = timeout_option(fn)
     fn = secret_key_options(fn)
     fn = app_option(fn)
     fn = click.option(
@@ -128,11 +149,16 @@ class Settings:
     app: t.Any = None
     # Where the store reports what it skipped (the command's stderr, as warning: lines).
     warn: t.Callable[[str], None] | None = None
+    timeout: float = DEFAULT_TIMEOUT
 
     def open_store(self) -> t.Any:
+        """The store, every call on it bounded by :attr:`timeout` (exit 3 past it)."""
+        from sesstool.redact import redact_url
         from sesstool.stores import open_store
 
-        return open_store(self.store_url, client=self.client, warn=self.warn)
+        with deadline(self.timeout, redact_url(self.store_url)):
+            store = open_store(self.store_url, client=self.client, warn=self.warn)
+        return DeadlineStore(store, self.timeout)
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -179,15 +205,29 @@ def resolve_settings(ctx: click.Context, *, require_store: bool = True) -> Setti
         keys.extend(_read_key_file(key_file))
     if keys:
         settings.secret_keys = keys
+    for key in settings.secret_keys:  # the app's keys too: no error may quote one
+        redact.remember(key)
+    redact.remember_url(settings.store_url)
+    settings.timeout = timeout_seconds(ctx)
     return settings
 
 
 def _read_key_file(path: str) -> list[str]:
     try:
-        with click.open_file(path, "r", encoding="utf-8") as handle:
-            keys = [line.rstrip("\r\n") for line in handle if line.strip()]
+        with click.open_file(path, "rb") as handle:
+            lines = handle.read().splitlines()
     except OSError as e:
         raise InvalidInput(f"cannot read --secret-key-file {path}: {e.strerror}") from e
+    keys = []
+    for number, line in enumerate(lines, 1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            # Never the line itself: it is a secret.
+            raise InvalidInput(f"--secret-key-file {path}: line {number} is not UTF-8 text") from None
+        if text.strip():
+            redact.remember(text)
+            keys.append(text)
     if not keys:
         raise InvalidInput(f"--secret-key-file {path} holds no key")
     return keys

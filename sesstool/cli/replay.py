@@ -6,7 +6,7 @@ import typing as t
 
 import click
 
-from sesstool.cli.options import app_option, format_option
+from sesstool.cli.options import app_option, format_option, timeout_option
 from sesstool.env import Environment
 from sesstool.errors import InvalidInput
 
@@ -31,6 +31,7 @@ if t.TYPE_CHECKING:
 )
 @click.option("--unset", "unsets", multiple=True, metavar="KEY", help="Remove a key and save the session.")
 @click.option("--dry-run", is_flag=True, help="Open the session and apply changes, but do not save.")
+@timeout_option
 @format_option
 @click.pass_obj
 def replay(
@@ -41,6 +42,7 @@ def replay(
     sets: tuple[str, ...],
     unsets: tuple[str, ...],
     dry_run: bool,
+    timeout: str | None,
     fmt: str,
 ) -> None:
     """Ask the app what it sees for a cookie, through its own session interface.
@@ -58,6 +60,7 @@ def replay(
       sesstool replay --app myapp:app --cookie "$C" --unset cart --dry-run --format json
     """
     from sesstool.appconfig import app_import_from_environment, load_app
+    from sesstool.deadline import DEFAULT_TIMEOUT, deadline, parse_timeout
     from sesstool.edits import parse_change
     from sesstool.output import emit_one
     from sesstool.replay import replay as run_replay
@@ -66,8 +69,11 @@ def replay(
     import_path = app_import or app_import_from_environment()
     if not import_path:
         raise InvalidInput("replay needs the app: give --app IMPORT (or SESSTOOL_APP, FLASK_APP)")
+    seconds = DEFAULT_TIMEOUT if timeout is None else parse_timeout(timeout)
     app = load_app(import_path)
-    result = run_replay(app, cookie=cookie, path=path, change=change, dry_run=dry_run)
+    # The app's own store client may have no timeouts at all: bound the whole request.
+    with deadline(seconds, f"{import_path}'s session interface"):
+        result = run_replay(app, cookie=cookie, path=path, change=change, dry_run=dry_run)
     emit_one(env, result.record(), fmt, human=lambda: _human(result, import_path, path, dry_run))
 
 

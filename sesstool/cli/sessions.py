@@ -207,7 +207,8 @@ def delete(ctx: click.Context, /, sids: tuple[str, ...], batch: int, fmt: str, *
         raise click.UsageError("'-' reads ids from stdin and cannot be mixed with ids")
     settings = resolve_settings(ctx)
     texts: t.Iterable[str] = (line.strip() for line in env.stdin) if sids == ("-",) else sids
-    named = ((text, resolve_sid(text, settings.prefix, settings.secret_keys).key) for text in texts if text)
+    named = ((text, resolve_sid(text, settings.prefix, settings.secret_keys,
+                                                settings.cookie_name).key) for text in texts if text)
     store = settings.open_store()
     try:
         result = delete_sessions(store, named, batch=batch)

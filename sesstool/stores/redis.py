@@ -20,6 +20,7 @@ from redis.exceptions import (
     BusyLoadingError,
     ConnectionError,
     NoPermissionError,
+    RedisClusterException,
     RedisError,
     ResponseError,
     TimeoutError,
@@ -664,7 +665,9 @@ def open_redis(url: str, *, client: t.Any = None) -> RedisStore:
             raise InvalidInput(f"not a Redis URL: {redact_url(url)}")
     except (ValueError, TypeError) as e:
         raise InvalidInput(f"invalid store URL {redact_url(url)}: {e}") from e
-    except RedisError as e:
+    except (RedisError, RedisClusterException) as e:
+        # RedisClusterException is no RedisError: a cluster with no reachable node
+        # raises it while the client is built.
         raise StoreError(f"cannot connect to {redact_url(url)}: {_first_line(e)}") from e
     return RedisStore(built, url)
 
