@@ -11,7 +11,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from sesstool.redact import redact
-from sesstool.terminal import printable
+from sesstool.render.terminal import printable
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import pytest
 
-from sesstool.appconfig import load_app_settings, memcached_client_url, redis_client_url
+from sesstool.app.config import load_app_settings, memcached_client_url, redis_client_url
 from sesstool.cli.main import COMMANDS
 from sesstool.cli.options import resolve_settings, store_options
 from sesstool.errors import InvalidInput

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sesstool.cookies import sign_cookie
+from sesstool.cookies.format import sign_cookie
 
 KEY = "app secret key"
 HERE = Path(__file__).resolve().parent

@@ -1,4 +1,4 @@
-"""sesstool.cookies: Flask cookie sessions and signed ids, checked against Flask, itsdangerous."""
+"""sesstool.cookies.format: Flask cookie sessions and signed ids, checked against Flask, itsdangerous."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sesstool import cookies
-from sesstool.cookies import (
+from sesstool.cookies import format as cookies
+from sesstool.cookies.format import (
     LEGACY_EPOCH,
     MAX_COOKIE_LENGTH,
     decode_cookie,

@@ -1,4 +1,4 @@
-"""sesstool.crack and ``sesstool crack``: the fast key search, checked against itsdangerous."""
+"""sesstool.cookies.crack and ``sesstool crack``: the fast key search, checked against itsdangerous."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sesstool import crack as crack_module
-from sesstool.cookies import sign_cookie, sign_sid
-from sesstool.crack import crack, read_chunks, search_chunk, signature_of, target_for
+from sesstool.cookies import crack as crack_module
+from sesstool.cookies.crack import crack, read_chunks, search_chunk, signature_of, target_for
+from sesstool.cookies.format import sign_cookie, sign_sid
 from sesstool.errors import InvalidInput
 
 KEY = "correct horse"

@@ -398,7 +398,7 @@ def test_editor_is_not_opened_on_a_session_that_cannot_be_written_back(
 
 
 def test_a_top_level_key_with_dots_is_changed_as_it_is() -> None:
-    from sesstool.edits import apply_change, parse_change
+    from sesstool.ops.edits import apply_change, parse_change
 
     data = {"flask.flash": ["hi"], "cart": {"items": [1]}}
     changed, notes = apply_change(data, parse_change(["flask.flash=[]", "cart.items.0=7"], []))

@@ -22,14 +22,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sesstool import redact
-from sesstool.cookiefetch import fetch_cookie
-from sesstool.cookies import decode_cookie, extract_cookie, sign_cookie, sign_sid
+from sesstool.cookies.fetch import fetch_cookie
+from sesstool.cookies.format import decode_cookie, extract_cookie, sign_cookie, sign_sid
+from sesstool.cookies.sids import resolve_sid
 from sesstool.durations import MAX_DURATION, MAX_TIME, parse_duration, parse_time
 from sesstool.errors import InvalidInput, SesstoolError, UndecodableValue
-from sesstool.selectors import parse_all
-from sesstool.sids import resolve_sid
-from sesstool.terminal import printable
-from sesstool.transfer import check_records, parse_record
+from sesstool.ops.selectors import parse_all
+from sesstool.ops.transfer import check_records, parse_record
+from sesstool.render.terminal import printable
 
 _SCALE = max(1, int(os.environ.get("SESSTOOL_PROPERTY_SCALE", "1")))
 FEW = settings(max_examples=200 * _SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -6,7 +6,7 @@ import io
 import json
 
 from sesstool.env import Environment
-from sesstool.output import Column, emit_many, emit_one
+from sesstool.render.output import Column, emit_many, emit_one
 
 COLUMNS = [Column("sid", "SID"), Column("size", "SIZE", justify="right")]
 RECORDS = [{"sid": "a", "size": 3}, {"sid": "bbbb", "size": 12345}]
@@ -65,7 +65,7 @@ def test_emit_one_json_and_human() -> None:
 
 
 def test_a_long_table_streams_aligned_rows() -> None:
-    from sesstool import output
+    from sesstool.render import output
 
     e = env(tty=True)
     many = ({"sid": f"s{i}", "size": i} for i in range(output.TABLE_BUFFER_ROWS + 500))

@@ -12,7 +12,7 @@ import time
 import msgspec
 import pytest
 
-from sesstool.pacing import Pacer
+from sesstool.ops.pacing import Pacer
 from tests.flaskapps import make_app, read_session, write_session
 from tests.write_helpers import app_has_no_session, make_idle
 

@@ -17,10 +17,10 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sesstool.listing import ScanCounters, iter_decoded, iter_plain_records
-from sesstool.purge import Criteria, purge
-from sesstool.selectors import parse_all
-from sesstool.stats import StatsAccumulator
+from sesstool.ops.listing import ScanCounters, iter_decoded, iter_plain_records
+from sesstool.ops.purge import Criteria, purge
+from sesstool.ops.selectors import parse_all
+from sesstool.ops.stats import StatsAccumulator
 from sesstool.stores.redis import RedisStore
 from sesstool.stores.scanseen import SeenKeys
 

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from sesstool.errors import InvalidInput
-from sesstool.selectors import parse_all, parse_where
+from sesstool.ops.selectors import parse_all, parse_where
 
 SESSION = {
     "user_id": 42,

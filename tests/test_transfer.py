@@ -232,7 +232,7 @@ def test_the_error_counts_every_invalid_line(cli, redis_url, redis_client) -> No
 
 def test_a_file_larger_than_what_is_kept_in_memory_is_read_twice(cli, redis_url, redis_client, monkeypatch,
                                                                  tmp_path) -> None:
-    from sesstool import transfer
+    from sesstool.ops import transfer
 
     monkeypatch.setattr(transfer, "KEEP_PARSED_BYTES", 100)
     dump = tmp_path / "big.ndjson"

@@ -26,9 +26,9 @@ import msgspec
 import pytest
 import redis
 
-from sesstool.edits import edit_session
-from sesstool.purge import Criteria, purge
-from sesstool.selectors import parse_all
+from sesstool.ops.edits import edit_session
+from sesstool.ops.purge import Criteria, purge
+from sesstool.ops.selectors import parse_all
 from sesstool.stores.redis import open_redis
 from tests.flaskapps import make_app, read_session, write_session
 from tests.servers import start_redis

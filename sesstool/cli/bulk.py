@@ -13,13 +13,13 @@ import click
 from sesstool.cli.inspect import batch_option, warn_other_types, warn_skipped, where_option
 from sesstool.cli.options import format_option, resolve_settings, store_options
 from sesstool.env import Environment
-from sesstool.output import Column, emit_many, emit_one, emit_text
-from sesstool.progress import Progress
+from sesstool.render.output import Column, emit_many, emit_one, emit_text
+from sesstool.render.progress import Progress
 
 if t.TYPE_CHECKING:
-    from sesstool.migrate import MigrateReport
-    from sesstool.pacing import Pacer
-    from sesstool.purge import Criteria, PurgeResult
+    from sesstool.ops.migrate import MigrateReport
+    from sesstool.ops.pacing import Pacer
+    from sesstool.ops.purge import Criteria, PurgeResult
 
 
 def rate_option(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
@@ -33,7 +33,7 @@ def rate_option(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
 
 
 def _pacer(rate: int | None) -> Pacer:
-    from sesstool.pacing import Pacer
+    from sesstool.ops.pacing import Pacer
 
     return Pacer(rate)
 
@@ -84,8 +84,8 @@ def purge(ctx: click.Context, /, expired: bool, lifetime: str | None, empty: boo
     """
     from sesstool.durations import parse_duration
     from sesstool.errors import InvalidInput
-    from sesstool.purge import DEFAULT_LIFETIME, Criteria
-    from sesstool.selectors import parse_all
+    from sesstool.ops.purge import DEFAULT_LIFETIME, Criteria
+    from sesstool.ops.selectors import parse_all
 
     env: Environment = ctx.obj
     settings = resolve_settings(ctx)
@@ -127,7 +127,7 @@ def _confirm(env: Environment, store: t.Any, prefix: str, criteria: Criteria, se
     Counting idle sessions by their data would read them and reset their idle time,
     so that they would no longer match: then purge asks without a count.
     """
-    from sesstool.purge import reclaims_expired
+    from sesstool.ops.purge import reclaims_expired
 
     what = "sessions"
     question = f"Delete {what} under {prefix!r} ({criteria.describe()}) from {store.describe()}? [y/N] "
@@ -155,8 +155,8 @@ def _dry_run_touches(criteria: Criteria) -> bool:
 def _run_purge(env: Environment, store: t.Any, prefix: str, criteria: Criteria, serializer: str,
                dry_run: bool, backup: str | None, batch: int, rate: int | None,
                label: str | None = None) -> PurgeResult:
-    from sesstool.purge import purge as run
-    from sesstool.transfer import BackupFile
+    from sesstool.ops.purge import purge as run
+    from sesstool.ops.transfer import BackupFile
 
     progress = Progress(env.stderr, label or ("matching" if dry_run else "purging"), enabled=env.show_progress)
     writer = BackupFile(backup, prefix) if backup and not dry_run else None
@@ -221,9 +221,9 @@ def export(ctx: click.Context, /, where: tuple[str, ...], batch: int, rate: int 
       sesstool export > sessions.ndjson
       sesstool export --where user_id=42 --rate 5000 | gzip > user42.ndjson.gz
     """
-    from sesstool.listing import ScanCounters
-    from sesstool.selectors import parse_all
-    from sesstool.transfer import iter_export
+    from sesstool.ops.listing import ScanCounters
+    from sesstool.ops.selectors import parse_all
+    from sesstool.ops.transfer import iter_export
 
     env: Environment = ctx.obj
     settings = resolve_settings(ctx)
@@ -265,7 +265,7 @@ def import_(ctx: click.Context, /, source: str, skip_existing: bool, skip_invali
       sesstool import sessions.ndjson
       gunzip -c user42.ndjson.gz | sesstool import - --skip-existing
     """
-    from sesstool.transfer import import_records
+    from sesstool.ops.transfer import import_records
 
     env: Environment = ctx.obj
     settings = resolve_settings(ctx)
@@ -351,7 +351,7 @@ def migrate(ctx: click.Context, /, target: str, dry_run: bool, lossy: bool, batc
       sesstool migrate --to msgpack --rate 2000
       sesstool migrate --to json --lossy --format json
     """
-    from sesstool.migrate import migrate as run
+    from sesstool.ops.migrate import migrate as run
 
     env: Environment = ctx.obj
     settings = resolve_settings(ctx)

@@ -1,6 +1,6 @@
 """``decode``, ``sign`` and ``crack``: Flask's signed cookie sessions and signed session ids.
 
-Thin commands over :mod:`sesstool.cookies` and :mod:`sesstool.crack`; nothing heavy is
+Thin commands over :mod:`sesstool.cookies.format` and :mod:`sesstool.cookies.crack`; nothing heavy is
 imported until a command runs, so ``sesstool decode`` starts fast.
 """
 
@@ -20,15 +20,15 @@ from sesstool.cli.options import (
 )
 from sesstool.env import Environment
 from sesstool.errors import InvalidInput, NoKey, NoMatch, SignatureInvalid
-from sesstool.output import dumps, emit_one, emit_text
-from sesstool.terminal import printable
+from sesstool.render.output import dumps, emit_one, emit_text
+from sesstool.render.terminal import printable
 
 _SALT_HELP = "Signer salt. [default: cookie-session; flask-session for signed session ids]"
 _DIGEST_HELP = "HMAC digest (apps with a custom session interface may use sha256). [default: sha1]"
 
 
 def _read_cookie(env: Environment, cookie: str, cookie_name: str | None) -> str:
-    from sesstool.cookies import MAX_COOKIE_LENGTH, extract_cookie
+    from sesstool.cookies.format import MAX_COOKIE_LENGTH, extract_cookie
 
     text = env.stdin.read(MAX_COOKIE_LENGTH * 2) if cookie == "-" else cookie
     return extract_cookie(text, cookie_name)
@@ -45,7 +45,7 @@ def _signer_settings(
     ctx: click.Context, salt: str | None, digest: str | None, cookie_name: str | None = None
 ) -> _Signer:
     """Keys, salt, digest and cookie name: options first, then ``--app``'s config and interface."""
-    from sesstool.cookies import DEFAULT_DIGEST, digest_name
+    from sesstool.cookies.format import DEFAULT_DIGEST, digest_name
 
     settings = resolve_settings(ctx, require_store=False)
     interface = getattr(settings.app, "session_interface", None)
@@ -132,8 +132,8 @@ def decode(
       sesstool decode --url http://127.0.0.1:5000/login --format json
       pbpaste | sesstool decode - --secret-key new --secret-key old
     """
-    from sesstool.cookiefetch import fetch_cookie
-    from sesstool.cookies import decode_cookie
+    from sesstool.cookies.fetch import fetch_cookie
+    from sesstool.cookies.format import decode_cookie
     from sesstool.durations import parse_duration
 
     env: Environment = ctx.obj
@@ -186,7 +186,7 @@ def sign(
     """
     import json
 
-    from sesstool.cookies import DEFAULT_SALT, sign_cookie
+    from sesstool.cookies.format import DEFAULT_SALT, sign_cookie
     from sesstool.tagged import from_tagged
 
     env: Environment = ctx.obj
@@ -217,7 +217,7 @@ def sign(
 
 def _progress_reporter(env: Environment) -> tuple[t.Any, t.Callable[[t.Any], None]]:
     """sesstool's stderr progress line, fed candidates, percent and ETA (by bytes read)."""
-    from sesstool.progress import Progress
+    from sesstool.render.progress import Progress
 
     line = Progress(env.stderr, "crack", enabled=bool(env.show_progress), interval=0.25)
 
@@ -276,9 +276,9 @@ def crack(
     import io
     import os
 
-    from sesstool.cookies import DEFAULT_DIGEST, digest_name
-    from sesstool.crack import crack as run_crack
-    from sesstool.crack import target_for
+    from sesstool.cookies.crack import crack as run_crack
+    from sesstool.cookies.crack import target_for
+    from sesstool.cookies.format import DEFAULT_DIGEST, digest_name
     from sesstool.tagged import to_tagged
 
     env: Environment = ctx.obj

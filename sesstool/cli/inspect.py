@@ -12,12 +12,12 @@ from sesstool.cli.completion import complete_session_ids
 from sesstool.cli.options import Settings, format_option, resolve_settings, store_options
 from sesstool.durations import format_duration
 from sesstool.env import Environment
-from sesstool.output import Column, emit_many, emit_one
-from sesstool.progress import Progress
-from sesstool.terminal import printable
+from sesstool.render.output import Column, emit_many, emit_one
+from sesstool.render.progress import Progress
+from sesstool.render.terminal import printable
 
 if t.TYPE_CHECKING:
-    from sesstool.listing import ScanCounters
+    from sesstool.ops.listing import ScanCounters
 
 LIST_COLUMNS = [
     Column("sid", "SID"),
@@ -50,7 +50,7 @@ def batch_option(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
 
 def warn_other_types(env: Environment, counters: ScanCounters, prefix: str, *, selected: bool = False) -> None:
     """The end-of-command warnings of a scan (``selected``: a ``--where`` was given)."""
-    from sesstool.records import NOT_MATCHED, REPORTED
+    from sesstool.ops.records import NOT_MATCHED, REPORTED
 
     warn_skipped(env, counters.other_types, prefix, counters.undecodable, NOT_MATCHED if selected else REPORTED)
 
@@ -58,7 +58,7 @@ def warn_other_types(env: Environment, counters: ScanCounters, prefix: str, *, s
 def warn_skipped(env: Environment, other_types: dict[str, int], prefix: str, undecodable: int, how: str) -> None:
     """Warn about keys of other types and sessions that could not be decoded (``how``:
     what the command did with those)."""
-    from sesstool.records import undecodable_warning
+    from sesstool.ops.records import undecodable_warning
 
     if other_types:
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(other_types.items()))
@@ -70,7 +70,7 @@ def warn_skipped(env: Environment, other_types: dict[str, int], prefix: str, und
 
 def session_key(settings: Settings, text: str) -> bytes:
     """The store key a SID argument names (bare id, full key or signed cookie value)."""
-    from sesstool.sids import resolve_sid
+    from sesstool.cookies.sids import resolve_sid
 
     return resolve_sid(text, settings.prefix, settings.secret_keys, settings.cookie_name).key
 
@@ -112,8 +112,8 @@ def list_sessions(
       sesstool list --where '!user_id' --where _permanent=true --limit 20
       sesstool list --sort size --limit 10 --data
     """
-    from sesstool.listing import ScanCounters, iter_decoded, iter_plain_records, iter_records
-    from sesstool.selectors import parse_all
+    from sesstool.ops.listing import ScanCounters, iter_decoded, iter_plain_records, iter_records
+    from sesstool.ops.selectors import parse_all
 
     env: Environment = ctx.obj
     settings = resolve_settings(ctx)
@@ -176,8 +176,8 @@ def show(ctx: click.Context, /, sid: str, raw: bool, fmt: str, **_: t.Any) -> No
       sesstool show --raw 3q2-7wEjRb0... > value.bin
       sesstool show -- -Xy9...
     """
-    from sesstool.listing import get_decoded
-    from sesstool.records import make_record
+    from sesstool.ops.listing import get_decoded
+    from sesstool.ops.records import make_record
 
     env: Environment = ctx.obj
     settings = resolve_settings(ctx)
@@ -250,9 +250,9 @@ def stats(ctx: click.Context, /, where: tuple[str, ...], batch: int, fmt: str, *
       sesstool stats
       sesstool stats --where user_id --format json
     """
-    from sesstool.listing import ScanCounters, iter_decoded
-    from sesstool.selectors import parse_all
-    from sesstool.stats import StatsAccumulator
+    from sesstool.ops.listing import ScanCounters, iter_decoded
+    from sesstool.ops.selectors import parse_all
+    from sesstool.ops.stats import StatsAccumulator
 
     env: Environment = ctx.obj
     settings = resolve_settings(ctx)

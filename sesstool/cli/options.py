@@ -18,7 +18,7 @@ from sesstool import redact
 from sesstool.deadline import DEFAULT_TIMEOUT, DeadlineStore, deadline, parse_timeout
 from sesstool.env import Environment
 from sesstool.errors import InvalidInput
-from sesstool.output import FORMATS
+from sesstool.render.output import FORMATS
 
 # The same names as sesstool.serializers.CHOICES (a test keeps them equal); spelled
 # out here so that commands which never decode a value do not import the codecs.
@@ -176,7 +176,7 @@ def resolve_settings(ctx: click.Context, *, require_store: bool = True) -> Setti
     settings = Settings(warn=getattr(ctx.find_object(Environment), "warn", None))
     app_import = params.get("app_import")
     if app_import:
-        from sesstool.appconfig import load_app_settings
+        from sesstool.app.config import load_app_settings
 
         app_settings = load_app_settings(app_import, require_store=require_store)
         for name, value in app_settings.as_dict().items():

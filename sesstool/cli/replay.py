@@ -11,7 +11,7 @@ from sesstool.env import Environment
 from sesstool.errors import InvalidInput
 
 if t.TYPE_CHECKING:
-    from sesstool.replay import ReplayResult
+    from sesstool.app.replay import ReplayResult
 
 
 @click.command("replay")
@@ -59,11 +59,11 @@ def replay(
       sesstool replay --app 'myapp:create_app()' --cookie "$C" --set user_id=42
       sesstool replay --app myapp:app --cookie "$C" --unset cart --dry-run --format json
     """
-    from sesstool.appconfig import app_import_from_environment, load_app
+    from sesstool.app.config import app_import_from_environment, load_app
+    from sesstool.app.replay import replay as run_replay
     from sesstool.deadline import DEFAULT_TIMEOUT, deadline, parse_timeout
-    from sesstool.edits import parse_change
-    from sesstool.output import emit_one
-    from sesstool.replay import replay as run_replay
+    from sesstool.ops.edits import parse_change
+    from sesstool.render.output import emit_one
 
     change = parse_change(sets, unsets)
     import_path = app_import or app_import_from_environment()
@@ -87,7 +87,7 @@ _REASONS = {
 
 
 def _human(result: ReplayResult, import_path: str, path: str, dry_run: bool) -> str:
-    from sesstool.output import dumps
+    from sesstool.render.output import dumps
     from sesstool.tagged import to_tagged
 
     sent = f"{result.cookie_name}={result.cookie}" if result.cookie else "no session cookie"

@@ -11,7 +11,7 @@ from sesstool.cli.inspect import batch_option, session_key
 from sesstool.cli.options import format_option, resolve_settings, store_options
 from sesstool.durations import format_duration
 from sesstool.env import Environment
-from sesstool.output import emit_one
+from sesstool.render.output import emit_one
 
 
 @click.command()
@@ -44,8 +44,8 @@ def edit(ctx: click.Context, /, sid: str, sets: tuple[str, ...], unsets: tuple[s
       sesstool edit 3q2-7wEj... --set 'name="42"'        # the string "42"
       EDITOR=nano sesstool edit 3q2-7wEj... --editor
     """
-    from sesstool import edits
-    from sesstool.records import make_record
+    from sesstool.ops import edits
+    from sesstool.ops.records import make_record
 
     env: Environment = ctx.obj
     if use_editor and (sets or unsets):
@@ -80,8 +80,8 @@ def edit(ctx: click.Context, /, sid: str, sets: tuple[str, ...], unsets: tuple[s
 
 
 def _edit_in_editor(env: Environment, store: t.Any, key: bytes, serializer: str) -> t.Any:
-    from sesstool import edits
-    from sesstool.listing import get_decoded
+    from sesstool.ops import edits
+    from sesstool.ops.listing import get_decoded
 
     decoded = get_decoded(store, key, serializer)
     edits.check_writable(decoded)
@@ -133,7 +133,7 @@ def expire(ctx: click.Context, /, sid: str, in_: str | None, at: str | None, now
       sesstool expire 3q2-7wEj... --now
     """
     from sesstool.durations import parse_duration, parse_time
-    from sesstool.expiry import set_expiry
+    from sesstool.ops.expiry import set_expiry
 
     env: Environment = ctx.obj
     if sum(x is not None and x is not False for x in (in_, at, now)) != 1:
@@ -169,7 +169,7 @@ def persist(ctx: click.Context, /, sid: str, fmt: str, **_: t.Any) -> None:
       sesstool persist 3q2-7wEj...
       sesstool persist session:3q2-7wEj... --format json
     """
-    from sesstool.expiry import remove_expiry
+    from sesstool.ops.expiry import remove_expiry
 
     env: Environment = ctx.obj
     settings = resolve_settings(ctx)
@@ -199,8 +199,8 @@ def delete(ctx: click.Context, /, sids: tuple[str, ...], batch: int, fmt: str, *
       sesstool list --where user_id=42 --format ndjson | jq -r .sid | sesstool delete -
       sesstool delete -- -Xy9...
     """
-    from sesstool.purge import delete_sessions, missing_error
-    from sesstool.sids import resolve_sid
+    from sesstool.cookies.sids import resolve_sid
+    from sesstool.ops.purge import delete_sessions, missing_error
 
     env: Environment = ctx.obj
     if "-" in sids and len(sids) > 1:

@@ -117,7 +117,7 @@ class Store(t.Protocol):
 class BatchStore(Store, t.Protocol):
     """Optional batch operations a backend may add to :class:`Store`.
 
-    The write commands reach them through :mod:`sesstool.batchops`, which falls back
+    The write commands reach them through :mod:`sesstool.ops.batchops`, which falls back
     to the :class:`Store` primitives (one call per key, or a read followed by
     :meth:`Store.delete_if_unchanged`) for a store that lacks one, so a backend can
     add them one at a time, where it can do better.

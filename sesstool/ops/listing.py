@@ -13,8 +13,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from sesstool.errors import InvalidInput, NotFound, UndecodableValue
-from sesstool.output import RecordBatches
-from sesstool.records import (
+from sesstool.ops.records import (
     UNKNOWN,
     Decoded,
     decode_item,
@@ -24,7 +23,8 @@ from sesstool.records import (
     make_record,
     was_unrenderable,
 )
-from sesstool.selectors import Predicate
+from sesstool.ops.selectors import Predicate
+from sesstool.render.output import RecordBatches
 from sesstool.stores.base import STRING, Columns, Store
 
 SORT_FIELDS = ("key", "ttl", "size")

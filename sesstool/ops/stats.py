@@ -6,7 +6,7 @@ import array
 import typing as t
 from dataclasses import dataclass, field
 
-from sesstool.records import Decoded, is_empty
+from sesstool.ops.records import Decoded, is_empty
 
 
 @dataclass

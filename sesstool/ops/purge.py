@@ -30,12 +30,12 @@ import time
 import typing as t
 from dataclasses import dataclass, field
 
-from sesstool import batchops
 from sesstool.durations import format_duration
 from sesstool.errors import InvalidInput, NotFound, StoreError, UndecodableValue
-from sesstool.pacing import Pacer
-from sesstool.records import Decoded, decode_item, decode_value, is_empty, isolated
-from sesstool.selectors import Predicate
+from sesstool.ops import batchops
+from sesstool.ops.pacing import Pacer
+from sesstool.ops.records import Decoded, decode_item, decode_value, is_empty, isolated
+from sesstool.ops.selectors import Predicate
 from sesstool.stores.base import MISSING, STRING, Store, StoredItem
 
 #: Flask's PERMANENT_SESSION_LIFETIME default: 31 days.

@@ -12,7 +12,7 @@ import typing as t
 from sesstool.errors import InvalidInput
 
 if t.TYPE_CHECKING:
-    from sesstool.cookies import SignedCookie
+    from sesstool.cookies.format import SignedCookie
 
 DEFAULT_DIGEST = "sha1"  #: Flask's
 

@@ -5,7 +5,7 @@ them; ndjson and csv stream row by row, json streams an array element by element
 and a table is drawn with rich on a terminal and as plain aligned text otherwise.
 
 Everything meant for people (table cells, CSV cells, ``key: value`` lines) passes
-through :func:`sesstool.terminal.printable`: stored keys and values are written by
+through :func:`sesstool.render.terminal.printable`: stored keys and values are written by
 attackers, and must neither drive the terminal nor fake a row. JSON and NDJSON need
 nothing extra: JSON escapes control characters, so each record stays one line.
 """
@@ -19,7 +19,7 @@ import typing as t
 import msgspec
 
 from sesstool.env import Environment
-from sesstool.terminal import printable, printable_lines
+from sesstool.render.terminal import printable, printable_lines
 
 FORMATS = ("table", "json", "ndjson", "csv")
 

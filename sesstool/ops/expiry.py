@@ -12,7 +12,7 @@ import typing as t
 from datetime import datetime, timezone
 
 from sesstool.errors import NotFound
-from sesstool.records import key_text
+from sesstool.ops.records import key_text
 from sesstool.stores.base import Store
 
 

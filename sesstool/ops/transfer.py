@@ -32,15 +32,16 @@ import re
 import typing as t
 from dataclasses import dataclass
 
-from sesstool import batchops, serializers
+from sesstool import serializers
 from sesstool.durations import MAX_DURATION
 from sesstool.errors import InvalidInput, SesstoolError, UndecodableValue
 from sesstool.fidelity import encode_exact, encode_unchecked, fingerprint
-from sesstool.listing import ScanCounters, iter_decoded
-from sesstool.output import dumps, encode_line
-from sesstool.pacing import Pacer
-from sesstool.records import UNKNOWN, Decoded, decode_item, isolated, make_record, was_unrenderable
-from sesstool.selectors import Predicate
+from sesstool.ops import batchops
+from sesstool.ops.listing import ScanCounters, iter_decoded
+from sesstool.ops.pacing import Pacer
+from sesstool.ops.records import UNKNOWN, Decoded, decode_item, isolated, make_record, was_unrenderable
+from sesstool.ops.selectors import Predicate
+from sesstool.render.output import dumps, encode_line
 from sesstool.stores.base import Store
 from sesstool.tagged import from_tagged
 

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 
 from sesstool.errors import InvalidInput, StoreError, UndecodableValue
 from sesstool.fidelity import encode_exact, fingerprint
-from sesstool.listing import get_decoded
+from sesstool.ops.listing import get_decoded
+from sesstool.ops.records import Decoded, render_data
+from sesstool.ops.selectors import parse_value, split_path
 from sesstool.picklewriter import protocol_of
-from sesstool.records import Decoded, render_data
-from sesstool.selectors import parse_value, split_path
 from sesstool.stores.base import Store, StoredItem
 from sesstool.tagged import from_tagged, to_tagged
 

@@ -26,7 +26,7 @@ import typing as t
 from dataclasses import dataclass
 from itertools import repeat
 
-from sesstool.cookies import DEFAULT_DIGEST, parse_cookie
+from sesstool.cookies.format import DEFAULT_DIGEST, parse_cookie
 from sesstool.errors import InvalidInput
 
 CHUNK_SIZE = 1 << 20
@@ -75,7 +75,7 @@ def target_for(cookie_value: str, *, salt: str | None = None, digest: str = DEFA
 
     :raises InvalidInput: for a malformed cookie.
     """
-    from sesstool.cookies import _b64decode
+    from sesstool.cookies.format import _b64decode
 
     cookie = parse_cookie(cookie_value)
     signature = _b64decode(cookie.signature, "signature")

@@ -34,7 +34,7 @@ def unsign_sid(value: str, secret_keys: t.Sequence[str | bytes]) -> str:
             f"{value[:12]}... looks like a signed session id: give --secret-key "
             "(or SESSTOOL_SECRET_KEY / --app) to verify it"
         )
-    from sesstool.cookies import SID_SALT, find_key, parse_cookie
+    from sesstool.cookies.format import SID_SALT, find_key, parse_cookie
 
     cookie = parse_cookie(value)
     if find_key(cookie, secret_keys, SID_SALT) is None:
@@ -53,7 +53,7 @@ def resolve_sid(
     :raises InvalidInput: for an empty id, or a Flask cookie session (which holds
         the data itself, not an id).
     """
-    from sesstool.cookies import extract_cookie
+    from sesstool.cookies.format import extract_cookie
 
     value = text.strip()
     if not value:

@@ -18,11 +18,11 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass, field
 
-from sesstool import batchops
 from sesstool.errors import StoreError, UndecodableValue
 from sesstool.fidelity import Problem, encode_exact, find_problems, make_holdable
-from sesstool.pacing import Pacer
-from sesstool.records import UNKNOWN, decode_value, isolated, key_text
+from sesstool.ops import batchops
+from sesstool.ops.pacing import Pacer
+from sesstool.ops.records import UNKNOWN, decode_value, isolated, key_text
 from sesstool.stores.base import MISSING, STRING, Store, StoredItem
 
 TARGETS = ("msgpack", "json")

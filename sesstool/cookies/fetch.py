@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typing as t
 
-from sesstool.cookies import DEFAULT_COOKIE_NAME, _pairs, _unquote
+from sesstool.cookies.format import DEFAULT_COOKIE_NAME, _pairs, _unquote
 from sesstool.deadline import DEFAULT_TIMEOUT, deadline
 from sesstool.errors import InvalidInput, NotFound, StoreError
 from sesstool.redact import redact_url

@@ -14,8 +14,8 @@ Timestamps: itsdangerous 1.0 and later count seconds since 1970; older versions
 counted from 2011-01-01 (``LEGACY_EPOCH``). A timestamp that would fall before 2011
 is such a legacy one, and :func:`decode_cookie` reads it as one.
 
-Split by concern: Flask's tagged JSON is :mod:`sesstool.flaskjson`, HMAC signatures
-:mod:`sesstool.signing`, the ``decode --url`` fetch :mod:`sesstool.cookiefetch`; the
+Split by concern: Flask's tagged JSON is :mod:`sesstool.cookies.flaskjson`, HMAC signatures
+:mod:`sesstool.cookies.signing`, the ``decode --url`` fetch :mod:`sesstool.cookies.fetch`; the
 names other modules use are re-exported here.
 """
 
@@ -30,17 +30,17 @@ import typing as t
 import zlib
 from dataclasses import dataclass
 
+from sesstool.cookies.flaskjson import FLASK_TAGS as FLASK_TAGS
+from sesstool.cookies.flaskjson import flask_dumps as flask_dumps
+from sesstool.cookies.flaskjson import flask_loads as flask_loads
+from sesstool.cookies.flaskjson import flask_tag as flask_tag
+from sesstool.cookies.flaskjson import http_date as http_date
+from sesstool.cookies.signing import DEFAULT_DIGEST as DEFAULT_DIGEST
+from sesstool.cookies.signing import digest_name as digest_name
+from sesstool.cookies.signing import find_key as find_key
+from sesstool.cookies.signing import key_label as key_label
+from sesstool.cookies.signing import signature_for as signature_for
 from sesstool.errors import InvalidInput, UndecodableValue
-from sesstool.flaskjson import FLASK_TAGS as FLASK_TAGS
-from sesstool.flaskjson import flask_dumps as flask_dumps
-from sesstool.flaskjson import flask_loads as flask_loads
-from sesstool.flaskjson import flask_tag as flask_tag
-from sesstool.flaskjson import http_date as http_date
-from sesstool.signing import DEFAULT_DIGEST as DEFAULT_DIGEST
-from sesstool.signing import digest_name as digest_name
-from sesstool.signing import find_key as find_key
-from sesstool.signing import key_label as key_label
-from sesstool.signing import signature_for as signature_for
 from sesstool.tagged import to_tagged
 
 DEFAULT_SALT = "cookie-session"  #: Flask's SecureCookieSessionInterface.salt

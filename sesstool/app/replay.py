@@ -18,8 +18,8 @@ import contextlib
 import typing as t
 from dataclasses import dataclass, field
 
-from sesstool.edits import Change, apply_change
 from sesstool.errors import InvalidInput, NoKey, SignatureInvalid, StoreError, UndecodableValue
+from sesstool.ops.edits import Change, apply_change
 from sesstool.tagged import contains_opaque, to_tagged
 
 NO_COOKIE = "no cookie"
@@ -157,7 +157,7 @@ def _why_new(app: t.Any, interface: t.Any, session: t.Any, cookie: str | None) -
     if _is_flask_session(interface):
         sid = cookie
         if interface.use_signer:
-            from sesstool.sids import unsign_sid
+            from sesstool.cookies.sids import unsign_sid
 
             try:
                 sid = unsign_sid(cookie, [app.secret_key] if app.secret_key else [])

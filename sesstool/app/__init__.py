@@ -1,0 +1,1 @@
+"""The app layer: settings read from a Flask app (``--app``) and ``replay``."""

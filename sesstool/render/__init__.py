@@ -1,0 +1,1 @@
+"""Rendering: tables, JSON, NDJSON and CSV, progress, and escaping for the terminal."""
