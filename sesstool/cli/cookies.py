@@ -20,7 +20,8 @@ from sesstool.cli.options import (
 )
 from sesstool.env import Environment
 from sesstool.errors import InvalidInput, NoKey, NoMatch, SignatureInvalid
-from sesstool.render.output import dumps, emit_one, emit_text
+from sesstool.ops.records import dumps
+from sesstool.render.output import emit_one, emit_text
 from sesstool.render.terminal import printable
 
 _SALT_HELP = "Signer salt. [default: cookie-session; flask-session for signed session ids]"

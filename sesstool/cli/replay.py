@@ -87,7 +87,7 @@ _REASONS = {
 
 
 def _human(result: ReplayResult, import_path: str, path: str, dry_run: bool) -> str:
-    from sesstool.render.output import dumps
+    from sesstool.ops.records import dumps
     from sesstool.tagged import to_tagged
 
     sent = f"{result.cookie_name}={result.cookie}" if result.cookie else "no session cookie"

@@ -16,6 +16,7 @@ from sesstool.errors import InvalidInput, NotFound, UndecodableValue
 from sesstool.ops.records import (
     UNKNOWN,
     Decoded,
+    RecordBatches,
     decode_item,
     decode_value,
     isolated,
@@ -24,7 +25,6 @@ from sesstool.ops.records import (
     was_unrenderable,
 )
 from sesstool.ops.selectors import Predicate
-from sesstool.render.output import RecordBatches
 from sesstool.stores.base import STRING, Columns, Store
 
 SORT_FIELDS = ("key", "ttl", "size")

@@ -147,3 +147,32 @@ def undecodable_warning(count: int, how: str = REPORTED) -> str | None:
         return None
     return f"{count:,} session(s) could not be decoded ({how})"
 
+
+def dumps(value: t.Any) -> str:
+    """Compact, stable JSON for one value (msgspec: fast, keeps key order)."""
+    return _json.encode(value).decode("utf-8")
+
+
+def encode_line(value: t.Any) -> bytes:
+    """One NDJSON line for ``value``, as bytes."""
+    return _json.encode(value) + b"\n"
+
+
+def encode_lines(values: t.Sequence[t.Any]) -> bytes:
+    """NDJSON lines for ``values`` in one encoder call (the listing's hot path)."""
+    return _json.encode_lines(values)
+
+
+class RecordBatches:
+    """Records that arrive a list at a time; iterating yields the records one by one.
+
+    NDJSON output encodes each list with one encoder call, which matters when a
+    listing streams millions of records.
+    """
+
+    def __init__(self, batches: t.Iterable[list[dict[str, t.Any]]]) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> t.Iterator[dict[str, t.Any]]:
+        for batch in self.batches:
+            yield from batch

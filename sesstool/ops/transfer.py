@@ -39,9 +39,17 @@ from sesstool.fidelity import encode_exact, encode_unchecked, fingerprint
 from sesstool.ops import batchops
 from sesstool.ops.listing import ScanCounters, iter_decoded
 from sesstool.ops.pacing import Pacer
-from sesstool.ops.records import UNKNOWN, Decoded, decode_item, isolated, make_record, was_unrenderable
+from sesstool.ops.records import (
+    UNKNOWN,
+    Decoded,
+    decode_item,
+    dumps,
+    encode_line,
+    isolated,
+    make_record,
+    was_unrenderable,
+)
 from sesstool.ops.selectors import Predicate
-from sesstool.render.output import dumps, encode_line
 from sesstool.stores.base import Store
 from sesstool.tagged import from_tagged
 

@@ -16,40 +16,11 @@ import csv
 import itertools
 import typing as t
 
-import msgspec
-
 from sesstool.env import Environment
+from sesstool.ops.records import RecordBatches, dumps, encode_lines
 from sesstool.render.terminal import printable, printable_lines
 
 FORMATS = ("table", "json", "ndjson", "csv")
-
-_encoder = msgspec.json.Encoder()
-
-
-def dumps(value: t.Any) -> str:
-    """Compact, stable JSON for one value (msgspec: fast, keeps key order)."""
-    return _encoder.encode(value).decode("utf-8")
-
-
-def encode_line(value: t.Any) -> bytes:
-    """One NDJSON line for ``value``, as bytes."""
-    return _encoder.encode(value) + b"\n"
-
-
-class RecordBatches:
-    """Records that arrive a list at a time; iterating yields the records one by one.
-
-    NDJSON output encodes each list with one encoder call, which matters when a
-    listing streams millions of records.
-    """
-
-    def __init__(self, batches: t.Iterable[list[dict[str, t.Any]]]) -> None:
-        self.batches = batches
-
-    def __iter__(self) -> t.Iterator[dict[str, t.Any]]:
-        for batch in self.batches:
-            yield from batch
-
 
 class Column(t.NamedTuple):
     """A table/CSV column: the record field, its header and how to show a value."""
@@ -134,7 +105,7 @@ def _write_lines(stream: t.TextIO, buffer: t.Any, records: list[dict[str, t.Any]
     if not records:
         return 0
     # One encoder call per chunk, and the terminal-friendly flush only per chunk.
-    data = _encoder.encode_lines(records)
+    data = encode_lines(records)
     if buffer is not None:
         stream.flush()
         buffer.write(data)
