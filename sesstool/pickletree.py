@@ -1,0 +1,146 @@
+"""Check and copy out what the restricted unpickler built.
+
+The unpickler's result may share objects (the memo), hold stand-ins and the odd
+allow-listed object that is no session value. :class:`Shape` checks, at the cost of
+what the pickle holds, that copying it out fits the budget and the depth limit;
+:func:`plain` then copies it into the plain values and OpaqueObjects every part of
+sesstool can show.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import decimal
+import pickle
+import typing as t
+import uuid
+
+from sesstool.budget import MAX_DEPTH, OBJECT_COST, SLOT_COST, Budget, BudgetExceeded, too_deep
+from sesstool.safecalls import Allowed
+from sesstool.standins import StandIn
+from sesstool.values import Markup, OpaqueObject
+
+# Values that hold nothing else: kept as they are.
+_LEAVES = frozenset(
+    {
+        str, int, float, bool, type(None), bytes, bytearray, complex, decimal.Decimal,
+        datetime.datetime, datetime.date, datetime.time, datetime.timedelta, Markup,
+    }
+)  # fmt: skip
+_SIZED = (str, bytes, bytearray, Markup)
+
+
+def _children(value: t.Any) -> t.Iterable[t.Any]:
+    kind = type(value)
+    if kind is dict or kind is collections.OrderedDict:
+        for key, item in value.items():
+            yield key
+            yield item
+    elif kind in (list, tuple, set, frozenset):
+        yield from value
+    elif isinstance(value, StandIn):
+        yield from (value.args, value.state, value.items, value.calls)
+        for key, item in value.dict_items:
+            yield key
+            yield item
+
+
+class Shape:
+    """Check that a built value is a tree that fits in what is left of the budget,
+    copied out (shared references repeated, as showing it repeats them), and is at
+    most :data:`MAX_DEPTH` deep, before copying it.
+
+    Sizes are kept per object, so a subtree shared a million times is measured once:
+    the check costs what the pickle holds, not what it would expand to.
+    """
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.known: dict[int, tuple[int, int]] = {}  # id -> (expanded bytes, height)
+        self.active: set[int] = set()  # ids of the containers being measured: a cycle check
+
+    def measure(self, value: t.Any, depth: int = 0) -> tuple[int, int]:
+        """The bytes ``value`` expands to and its height; raise when either is too large."""
+        kind = type(value)
+        if kind in _LEAVES:
+            return (SLOT_COST + len(value) if kind in _SIZED else SLOT_COST), 0
+        key = id(value)  # every object stays alive in the tree while it is measured
+        known = self.known.get(key) or self._measure(value, key, depth)
+        if depth + known[1] > MAX_DEPTH:  # also a shared subtree met deeper than before
+            raise too_deep()
+        return known
+
+    def _measure(self, value: t.Any, key: int, depth: int) -> tuple[int, int]:
+        if depth > MAX_DEPTH:
+            raise too_deep()
+        if key in self.active:
+            raise pickle.UnpicklingError("the pickle holds a reference cycle")
+        self.active.add(key)
+        self.budget.tick()
+        size, height, limit = OBJECT_COST, 0, self.budget.left
+        for child in _children(value):
+            child_size, child_height = self.measure(child, depth + 1)
+            size += child_size
+            height = max(height, child_height + 1)
+            if size > limit:
+                raise BudgetExceeded("the pickle's shared references expand too far")
+        self.active.discard(key)
+        self.known[key] = (size, height)
+        return size, height
+
+
+def plain(value: t.Any, budget: Budget) -> t.Any:
+    """Turn what the unpickler built into plain values and OpaqueObjects.
+
+    Stand-ins become plain OpaqueObjects (so they compare and print simply), and the
+    odd allow-listed objects that are no session value (a bare ``object()``, a
+    ``timezone``) become OpaqueObjects naming their class, so every result can be
+    shown in the tagged form. :class:`Shape` has checked the value first, so this
+    recursion is bounded; the clock still runs, since OpaqueObjects compare by
+    content and a set of them may collide.
+    """
+    kind = type(value)
+    if kind in _LEAVES:
+        return value
+    budget.tick()
+    if kind is dict:
+        return {plain(k, budget): plain(v, budget) for k, v in value.items()}
+    if kind is list:
+        return [plain(item, budget) for item in value]
+    if kind is tuple:
+        return tuple([plain(item, budget) for item in value])
+    if kind is set or kind is frozenset:
+        members = set()
+        for item in value:
+            members.add(plain(item, budget))
+            budget.tick()
+        return members if kind is set else frozenset(members)
+    if kind is collections.OrderedDict:
+        return collections.OrderedDict([(plain(k, budget), plain(v, budget)) for k, v in value.items()])
+    if isinstance(value, StandIn):
+        return OpaqueObject(
+            class_path=value.class_path,
+            args=plain(value.args, budget),
+            state=plain(value.state, budget),
+            items=plain(value.items, budget),
+            dict_items=[(plain(k, budget), plain(v, budget)) for k, v in value.dict_items],
+            new=value.new,
+            calls=[plain(args, budget) for args in value.calls],
+        )
+    if kind is uuid.UUID:
+        # NEWOBJ makes an empty UUID; only BUILD with a real 128-bit int fills it.
+        if not hasattr(value, "int"):
+            raise pickle.UnpicklingError("the pickle holds a UUID without a valid number")
+        return value
+    if kind is datetime.timezone:
+        return OpaqueObject(class_path="datetime.timezone", args=list(value.__getinitargs__()))
+    if kind is uuid.SafeUUID:
+        return OpaqueObject(class_path="uuid.SafeUUID", args=[value.value])
+    if kind is object:
+        return OpaqueObject(class_path="builtins.object", new=True)
+    if kind is Allowed or isinstance(value, type):
+        # A pickled reference to a class or function itself, not to an object.
+        path = getattr(value, "path", None) or getattr(value, "class_path_of_type", "?")
+        raise pickle.UnpicklingError(f"the pickle holds a bare reference to {path}")
+    raise pickle.UnpicklingError(f"the pickle made a {kind.__name__}, which sesstool cannot show")
