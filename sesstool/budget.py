@@ -95,24 +95,91 @@ def check_msgspec_input(raw: bytes, fmt: str) -> None:
     :data:`MAX_BYTES` of objects; msgspec decodes in one C call that cannot be
     stopped half-way, so its output is bounded from the input.
 
-    The estimates only over-count: in msgpack every new object starts at a byte
-    of 0x80 or above (bytes below are small integers Python shares) and costs at
-    most some 90 bytes; in json every value but the first follows a ``,``, ``:``
-    or ``[``, and every container opens with ``{`` or ``[``. Text takes at most
-    4 bytes a character; every value a slot of 8 bytes in its container.
+    A first estimate only over-counts, at C speed: in msgpack every new object
+    starts at a byte of 0x80 or above (bytes below are small integers Python
+    shares) and costs at most some 90 bytes; in json every value but the first
+    follows a ``,``, ``:`` or ``[``, and every container opens with ``{`` or ``[``.
+    Text takes at most 4 bytes a character; every value a slot of 8 bytes. A
+    msgpack value the estimate refuses (a large text or binary value is mostly
+    bytes it cannot tell from small integers) is then measured exactly by
+    :func:`_msgpack_cost`, which reads only its headers.
     """
     size = len(raw)
     if size <= _SMALL_INPUT:
         return
     if fmt == "msgpack":
         high = size - len(raw.translate(None, _HIGH_BYTES))
-        estimate = 12 * size + 90 * high
+        if 12 * size + 90 * high <= MAX_BYTES or _msgpack_cost(raw, Budget()) <= MAX_BYTES:
+            return
     else:
         containers = raw.count(b"{") + raw.count(b"[")
         values = raw.count(b",") + raw.count(b":") + raw.count(b"[") + 1
-        estimate = 4 * size + 80 * containers + 58 * values
-    if estimate > MAX_BYTES:
-        raise BudgetExceeded(f"decoding this {size:,}-byte {fmt} value could produce more than {MAX_BYTES >> 20} MiB")
+        if 4 * size + 80 * containers + 58 * values <= MAX_BYTES:
+            return
+    raise BudgetExceeded(f"decoding this {size:,}-byte {fmt} value could produce more than {MAX_BYTES >> 20} MiB")
+
+
+# msgpack headers whose length follows in 1, 2 or 4 bytes: (length bytes, object cost,
+# bytes of objects a payload byte, values the length counts (arrays 1, maps 2)).
+_SIZED_HEADERS: dict[int, tuple[int, int, int, int]] = {
+    0xC4: (1, 40, 1, 0), 0xC5: (2, 40, 1, 0), 0xC6: (4, 40, 1, 0),  # bin
+    0xD9: (1, 56, 4, 0), 0xDA: (2, 56, 4, 0), 0xDB: (4, 56, 4, 0),  # str
+    0xDC: (2, 72, 0, 1), 0xDD: (4, 72, 0, 1),  # array
+    0xDE: (2, 80, 0, 2), 0xDF: (4, 80, 0, 2),  # map
+}  # fmt: skip
+# Headers followed by a fixed number of bytes: (bytes, object cost).
+_FIXED_HEADERS: dict[int, tuple[int, int]] = {
+    0xC0: (0, 8), 0xC2: (0, 8), 0xC3: (0, 8), 0xCA: (4, 32), 0xCB: (8, 32),
+    **{code: (1 << (code - 0xCC), 40) for code in range(0xCC, 0xD0)},
+    **{code: (1 << (code - 0xD0), 40) for code in range(0xD0, 0xD4)},
+    **{code: (1 + (1 << (code - 0xD4)), 140) for code in range(0xD4, 0xD9)},  # fixext
+}  # fmt: skip
+
+
+_EXT_WIDTHS = {0xC7: 1, 0xC8: 2, 0xC9: 4}
+
+
+def _msgpack_cost(raw: bytes, budget: Budget) -> int:
+    """The bytes of objects decoding ``raw`` makes, from its headers (payloads are
+    skipped); stops early past :data:`MAX_BYTES`, and within the budget's clock."""
+    pos, end, pending, cost = 0, len(raw), 1, 0
+    while pending and pos < end and cost <= MAX_BYTES:
+        code = raw[pos]
+        pos += 1
+        pending -= 1
+        budget.tick()
+        cost += 8  # its slot in the container holding it
+        if code < 0x80:
+            continue
+        if code < 0x90:
+            pending += 2 * (code & 0x0F)
+            cost += 80 + 40 * (code & 0x0F)
+        elif code < 0xA0:
+            pending += code & 0x0F
+            cost += 72 + 8 * (code & 0x0F)
+        elif code < 0xC0:
+            pos += code & 0x1F
+            cost += 56 + 4 * (code & 0x1F)
+        elif code >= 0xE0:
+            cost += 36
+        elif code in _FIXED_HEADERS:
+            skip, object_cost = _FIXED_HEADERS[code]
+            pos += skip
+            cost += object_cost
+        elif code in _SIZED_HEADERS:
+            width, object_cost, per_byte, per_item = _SIZED_HEADERS[code]
+            length = int.from_bytes(raw[pos : pos + width], "big")
+            pos += width
+            pending += per_item * length
+            pos += 0 if per_item else length
+            cost += object_cost + per_byte * length + {0: 0, 1: 8, 2: 40}[per_item] * length
+        else:  # ext 8/16/32, or 0xC1 which msgspec refuses
+            ext_width = _EXT_WIDTHS.get(code)
+            if ext_width is None:
+                return 0
+            pos += ext_width + 1 + int.from_bytes(raw[pos : pos + ext_width], "big")
+            cost += 140
+    return cost
 
 
 def check_tree(value: t.Any, *, ints: bool) -> None:
