@@ -134,8 +134,9 @@ def _str(u: SafeUnpickler, args: Args, kwargs: Kwargs) -> str:
         return ""
     if len(args) == 1 and not kwargs and type(args[0]) in _SCALARS and type(args[0]) is not bytes:
         return str(args[0])
-    if 2 <= len(args) <= 3 and not kwargs and type(args[0]) is bytes and all(type(a) is str for a in args[1:]):
-        if args[1].lower().replace("_", "-") in _TEXT_ENCODINGS:
+    # Only strict decoding: "surrogatepass" or "surrogateescape" make lone surrogates.
+    if 2 <= len(args) <= 3 and not kwargs and type(args[0]) is bytes and args[2:] in ((), ("strict",)):
+        if type(args[1]) is str and args[1].lower().replace("_", "-") in _TEXT_ENCODINGS:
             u.charge(4 * len(args[0]))
             return str(*args)
     raise refuse("str()")

@@ -27,6 +27,7 @@ import _compat_pickle
 import collections
 import io
 import pickle
+import re
 import typing as t
 import uuid
 
@@ -66,6 +67,22 @@ def _checked_int(parent: _Load) -> _Load:
     return load
 
 
+# Text opcodes decode UTF-8 with "surrogatepass" (and UNICODE reads "\\ud800"), so a
+# pickle can hold a lone surrogate, which no UTF-8 output (json, msgpack, the
+# terminal) can write: such a value is refused rather than crash what shows it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _checked_text(parent: _Load) -> _Load:
+    def load(self: SafeUnpickler) -> None:
+        parent(self)
+        text = self.stack[-1]
+        if not text.isascii() and _SURROGATE.search(text):
+            raise pickle.UnpicklingError("the pickle holds text with a lone surrogate")
+
+    return load
+
+
 def _charged(parent: _Load) -> _Load:
     def load(self: SafeUnpickler) -> None:
         self.budget.charge(OBJECT_COST)
@@ -81,6 +98,10 @@ _CHARGED: _Dispatch = {
     **{
         op[0]: _checked_int(_PureUnpickler.dispatch[op[0]])
         for op in (pickle.INT, pickle.LONG, pickle.LONG1, pickle.LONG4)
+    },
+    **{
+        op[0]: _checked_text(_PureUnpickler.dispatch[op[0]])
+        for op in (pickle.UNICODE, pickle.BINUNICODE, pickle.SHORT_BINUNICODE, pickle.BINUNICODE8)
     },
     **{
         op[0]: _charged(_PureUnpickler.dispatch[op[0]])
@@ -397,16 +418,24 @@ def safe_loads(data: bytes) -> t.Any:
     :raises sesstool.budget.BudgetExceeded: (an ``UndecodableValue``) when the value
         passes the decoding budget: too large once shared references are copied,
         too deep, an integer too large, or decoding too slow.
-    :raises pickle.UnpicklingError: (and the other errors unpickling raises) for
-        bytes that are not a whole pickle, and for values sesstool cannot show or
+    :raises pickle.UnpicklingError: and nothing else, for bytes that are not a
+        whole pickle, and for values sesstool cannot show or
         will not build: reference cycles, bare references to classes, calls and
         BUILDs outside what honest pickles do.
     """
     budget = Budget()
     budget.charge(2 * len(data))  # the bytes, and the text and bytes read from them
     stream = io.BytesIO(data)
-    value = SafeUnpickler(stream, budget).load()
-    if stream.read(1):
-        raise pickle.UnpicklingError("trailing bytes after the pickle")
-    Shape(budget).measure(value)
-    return plain(value, budget)
+    try:
+        value = SafeUnpickler(stream, budget).load()
+        if stream.read(1):
+            raise pickle.UnpicklingError("trailing bytes after the pickle")
+        Shape(budget).measure(value)
+        return plain(value, budget)
+    except (BudgetExceeded, pickle.UnpicklingError):
+        raise
+    except Exception as e:
+        # Hostile bytes make the unpickler fail in every way there is (an empty stack,
+        # struct.error, an unknown codec, decimal.InvalidOperation, MemoryError...):
+        # to callers each is one thing, bytes that are no pickle sesstool can read.
+        raise pickle.UnpicklingError(f"not a pickle sesstool can read ({type(e).__name__}: {e})") from e
