@@ -1,7 +1,8 @@
-"""Check and copy out what the restricted unpickler built.
+"""Build, check and copy out the values the restricted unpickler makes.
 
-The unpickler's result may share objects (the memo), hold stand-ins and the odd
-allow-listed object that is no session value. :class:`Shape` checks, at the cost of
+:class:`Builder` makes the hashed containers within the budget while the pickle is
+read. The result may share objects (the memo), hold stand-ins and the odd
+allow-listed object that is no session value. :class:`Shape` then checks, at the cost of
 what the pickle holds, that copying it out fits the budget and the depth limit;
 :func:`plain` then copies it into the plain values and OpaqueObjects every part of
 sesstool can show.
@@ -16,10 +17,84 @@ import pickle
 import typing as t
 import uuid
 
-from sesstool.budget import MAX_DEPTH, OBJECT_COST, SLOT_COST, Budget, BudgetExceeded, too_deep
+from sesstool.budget import ENTRY_COST, MAX_BYTES, MAX_DEPTH, OBJECT_COST, SLOT_COST, Budget, BudgetExceeded, too_deep
 from sesstool.safecalls import Allowed
 from sesstool.standins import StandIn
 from sesstool.values import Markup, OpaqueObject
+
+
+class Builder:
+    """Making tuples, frozensets, sets and dicts for the unpickler within the budget.
+
+    Hashing a tuple or a frozenset walks all of it, and a pickle can make one that
+    holds the one below it twice, 40 times over: so the size each would expand to
+    and its height are kept (by id, the objects kept alive so that an id is never
+    reused) and bounded as it is made. Sets and dicts are filled one item at a time,
+    so that items whose hashes collide (each insertion then compares with all
+    before it) meet the clock instead of running for minutes in one C call.
+    """
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self._hashed: dict[int, tuple[int, int]] = {}
+        self._keep: list[t.Any] = []
+
+    def charge(self, nbytes: int) -> None:
+        self.budget.charge(nbytes)
+
+    def charge_items(self, count: int) -> None:
+        self.budget.charge(OBJECT_COST + SLOT_COST * count)
+
+    def make_tuple(self, items: list[t.Any]) -> tuple[t.Any, ...]:
+        if not items:
+            return ()
+        made = tuple(items)
+        self._remember_hashed(made, items)
+        return made
+
+    def make_frozenset(self, items: list[t.Any]) -> frozenset[t.Any]:
+        members: set[t.Any] = set()
+        self.add_to_set(members, items)
+        made = frozenset(members)  # copies the stored hashes: no item is hashed again
+        self._remember_hashed(made, members)
+        return made
+
+    def _remember_hashed(self, made: t.Any, items: t.Iterable[t.Any]) -> None:
+        size, height, hashed = OBJECT_COST, 0, self._hashed
+        for item in items:
+            kind = type(item)
+            if kind is tuple or kind is frozenset:
+                item_size, item_height = hashed.get(id(item), (OBJECT_COST, 1))
+                size += item_size
+                height = max(height, item_height)
+            elif kind is str or kind is bytes:
+                size += SLOT_COST + len(item)
+            else:
+                size += SLOT_COST
+        if height >= MAX_DEPTH:
+            raise too_deep()
+        if size > MAX_BYTES:
+            raise BudgetExceeded("the pickle's shared references expand too far")
+        self.charge_items(len(made))
+        hashed[id(made)] = (size, height + 1)
+        self._keep.append(made)
+
+    def add_to_set(self, target: set[t.Any], items: t.Iterable[t.Any]) -> None:
+        # One at a time, so that items whose hashes collide (each insertion then
+        # compares with all before it) meet the clock instead of running for minutes.
+        budget = self.budget
+        for item in items:
+            target.add(item)
+            budget.charge(ENTRY_COST)
+
+    def set_items(self, target: dict[t.Any, t.Any], flat: list[t.Any]) -> None:
+        if len(flat) % 2:
+            raise pickle.UnpicklingError("odd number of items for SETITEMS")
+        budget = self.budget
+        for i in range(0, len(flat), 2):
+            target[flat[i]] = flat[i + 1]
+            budget.charge(ENTRY_COST)
+
 
 # Values that hold nothing else: kept as they are.
 _LEAVES = frozenset(

@@ -255,6 +255,20 @@ def _decimal(u: SafeUnpickler, args: Args, kwargs: Kwargs) -> decimal.Decimal:
     return decimal.Decimal(*args)
 
 
+def fill_uuid(target: uuid.UUID, state: t.Any) -> None:
+    # What UUID.__setstate__ does, for a state that holds what a UUID's does.
+    if type(state) is not dict or not set(state) <= {"int", "is_safe"}:
+        raise pickle.UnpicklingError("BUILD on a UUID with a state that is no UUID's")
+    number = state.get("int")
+    if type(number) is not int or not 0 <= number < 1 << 128:
+        raise pickle.UnpicklingError("the pickle holds a UUID without a valid number")
+    safe = state.get("is_safe", uuid.SafeUUID.unknown.value)
+    if type(safe) is not int and safe is not None:
+        raise pickle.UnpicklingError("the pickle holds a UUID with an invalid is_safe")
+    object.__setattr__(target, "int", number)
+    object.__setattr__(target, "is_safe", uuid.SafeUUID(safe))
+
+
 ALLOWED: dict[tuple[str, str], Allowed] = {
     (module, name): Allowed(f"{module}.{name}", build, new)
     for (module, name), build, new in [

@@ -33,17 +33,15 @@ import uuid
 
 from sesstool.budget import (
     ENTRY_COST,
-    MAX_BYTES,
     MAX_DEPTH,
     OBJECT_COST,
     SLOT_COST,
     Budget,
     BudgetExceeded,
     check_int,
-    too_deep,
 )
-from sesstool.pickletree import Shape, plain
-from sesstool.safecalls import Allowed, refuse
+from sesstool.pickletree import Builder, Shape, plain
+from sesstool.safecalls import Allowed, fill_uuid, refuse
 from sesstool.standins import ALLOWED, StandIn, stand_in_class
 
 __all__ = ["MAX_DEPTH", "SafeUnpickler", "safe_loads"]
@@ -113,7 +111,7 @@ _CHARGED: _Dispatch = {
 }  # fmt: skip
 
 
-class SafeUnpickler(_PureUnpickler):  # type: ignore[misc]
+class SafeUnpickler(Builder, _PureUnpickler):  # type: ignore[misc]
     """An unpickler that imports only the allow-list, never calls anything else, and
     stops as soon as the value it builds passes the decoding budget
     (:mod:`sesstool.budget`).
@@ -130,15 +128,10 @@ class SafeUnpickler(_PureUnpickler):  # type: ignore[misc]
     dispatch: t.ClassVar[_Dispatch] = {**_PureUnpickler.dispatch, **_CHARGED}
 
     def __init__(self, file: t.IO[bytes], budget: Budget | None = None) -> None:
-        super().__init__(file, encoding="latin1")
-        self.budget = budget or Budget()
+        _PureUnpickler.__init__(self, file, encoding="latin1")
+        Builder.__init__(self, budget or Budget())
         # Per unpickler, so that names chosen by a pickle never pile up in the process.
         self._stand_ins: dict[str, type[StandIn]] = {}
-        # id -> (expanded bytes, height) of each tuple and frozenset made: hashing one
-        # walks all of it, so neither may be large or deep. They are kept alive here
-        # so that an id is never reused for another object.
-        self._hashed: dict[int, tuple[int, int]] = {}
-        self._keep: list[t.Any] = []
 
     def load(self) -> t.Any:
         # The parent's loop, with the budget's clock read every 256 opcodes.
@@ -185,62 +178,6 @@ class SafeUnpickler(_PureUnpickler):  # type: ignore[misc]
         raise pickle.UnpicklingError("persistent ids are not allowed")
 
     # -- what the builders in safecalls use -------------------------------------
-
-    def charge(self, nbytes: int) -> None:
-        self.budget.charge(nbytes)
-
-    def charge_items(self, count: int) -> None:
-        self.budget.charge(OBJECT_COST + SLOT_COST * count)
-
-    def make_tuple(self, items: list[t.Any]) -> tuple[t.Any, ...]:
-        if not items:
-            return ()
-        made = tuple(items)
-        self._remember_hashed(made, items)
-        return made
-
-    def make_frozenset(self, items: list[t.Any]) -> frozenset[t.Any]:
-        members: set[t.Any] = set()
-        self.add_to_set(members, items)
-        made = frozenset(members)  # copies the stored hashes: no item is hashed again
-        self._remember_hashed(made, members)
-        return made
-
-    def _remember_hashed(self, made: t.Any, items: t.Iterable[t.Any]) -> None:
-        size, height, hashed = OBJECT_COST, 0, self._hashed
-        for item in items:
-            kind = type(item)
-            if kind is tuple or kind is frozenset:
-                item_size, item_height = hashed.get(id(item), (OBJECT_COST, 1))
-                size += item_size
-                height = max(height, item_height)
-            elif kind is str or kind is bytes:
-                size += SLOT_COST + len(item)
-            else:
-                size += SLOT_COST
-        if height >= MAX_DEPTH:
-            raise too_deep()
-        if size > MAX_BYTES:
-            raise BudgetExceeded("the pickle's shared references expand too far")
-        self.charge_items(len(made))
-        hashed[id(made)] = (size, height + 1)
-        self._keep.append(made)
-
-    def add_to_set(self, target: set[t.Any], items: t.Iterable[t.Any]) -> None:
-        # One at a time, so that items whose hashes collide (each insertion then
-        # compares with all before it) meet the clock instead of running for minutes.
-        budget = self.budget
-        for item in items:
-            target.add(item)
-            budget.charge(ENTRY_COST)
-
-    def set_items(self, target: dict[t.Any, t.Any], flat: list[t.Any]) -> None:
-        if len(flat) % 2:
-            raise pickle.UnpicklingError("odd number of items for SETITEMS")
-        budget = self.budget
-        for i in range(0, len(flat), 2):
-            target[flat[i]] = flat[i + 1]
-            budget.charge(ENTRY_COST)
 
     def call(self, callee: t.Any, args: t.Any, kwargs: t.Any, *, new: bool = False) -> t.Any:
         """``callee(*args, **kwargs)`` (or ``callee.__new__``), for the callees a pickle
@@ -369,7 +306,7 @@ class SafeUnpickler(_PureUnpickler):  # type: ignore[misc]
             self.budget.charge(OBJECT_COST)
             target.state = state
         elif type(target) is uuid.UUID and not hasattr(target, "int"):
-            _fill_uuid(target, state)
+            fill_uuid(target, state)
         else:
             raise pickle.UnpicklingError(f"BUILD on a {type(target).__name__} is not allowed")
 
@@ -395,20 +332,6 @@ class SafeUnpickler(_PureUnpickler):  # type: ignore[misc]
     ]:
         dispatch[_op[0]] = _load
     del _op, _load
-
-
-def _fill_uuid(target: uuid.UUID, state: t.Any) -> None:
-    # What UUID.__setstate__ does, for a state that holds what a UUID's does.
-    if type(state) is not dict or not set(state) <= {"int", "is_safe"}:
-        raise pickle.UnpicklingError("BUILD on a UUID with a state that is no UUID's")
-    number = state.get("int")
-    if type(number) is not int or not 0 <= number < 1 << 128:
-        raise pickle.UnpicklingError("the pickle holds a UUID without a valid number")
-    safe = state.get("is_safe", uuid.SafeUUID.unknown.value)
-    if type(safe) is not int and safe is not None:
-        raise pickle.UnpicklingError("the pickle holds a UUID with an invalid is_safe")
-    object.__setattr__(target, "int", number)
-    object.__setattr__(target, "is_safe", uuid.SafeUUID(safe))
 
 
 def safe_loads(data: bytes) -> t.Any:
