@@ -12,6 +12,7 @@ docs/budgets.md lists the limits and how they are tested.
 
 from __future__ import annotations
 
+import itertools
 import time
 import typing as t
 
@@ -182,26 +183,43 @@ def _msgpack_cost(raw: bytes, budget: Budget) -> int:
     return cost
 
 
-def check_tree(value: t.Any, *, ints: bool) -> None:
+def check_tree(value: t.Any, *, ints: bool, keys: bool) -> None:
     """Refuse a decoded msgpack or json value nested deeper than :data:`MAX_DEPTH`
     (and, with ``ints``, one holding an integer over :data:`MAX_INT_BITS` bits).
 
-    Iterative, so a deep value cannot exhaust the recursion limit here; msgspec
-    builds only dicts, lists and (for keys) tuples as containers.
+    A level at a time, so that a deep value cannot exhaust the recursion limit here,
+    and with as much of the work as can be done by C loops: msgspec builds only
+    dicts, lists and (with ``keys``: msgpack map keys that are arrays) tuples.
     """
-    pending: list[tuple[t.Any, int]] = [(value, 0)]
-    while pending:
-        item, depth = pending.pop()
-        kind = type(item)
-        if kind is dict:
-            if depth >= MAX_DEPTH:
-                raise too_deep()
-            pending.extend((child, depth + 1) for child in item.values())
-            if ints:
-                pending.extend((key, depth + 1) for key in item)
-        elif kind is list or kind is tuple:  # msgspec reads array keys of a map as tuples
-            if depth >= MAX_DEPTH:
-                raise too_deep()
-            pending.extend((child, depth + 1) for child in item)
-        elif ints and kind is int:
-            check_int(item)
+    level: list[t.Any] = [value]
+    kinds = {type(value)}
+    if ints and type(value) is int:
+        check_int(value)
+    for _ in range(MAX_DEPTH + 1):
+        containers = kinds & _CONTAINERS
+        if not containers:
+            return
+        if len(kinds) > 1:
+            level = [item for item in level if type(item) in _CONTAINERS]
+        if dict not in containers:
+            dicts, sequences = [], level
+        elif len(containers) == 1:
+            dicts, sequences = level, []
+        else:
+            dicts = [item for item in level if type(item) is dict]
+            sequences = [item for item in level if type(item) is not dict]
+        children = [child for item in dicts for child in item.values()]
+        children.extend(_chain(sequences))
+        if keys and dicts and tuple in {type(key) for item in dicts for key in item}:
+            children.extend(key for item in dicts for key in item if type(key) is tuple)
+        kinds = set(map(type, children))
+        if ints and int in kinds:
+            for child in children:
+                if type(child) is int:
+                    check_int(child)
+        level = children
+    raise too_deep()
+
+
+_CONTAINERS = frozenset({dict, list, tuple})
+_chain = itertools.chain.from_iterable

@@ -82,18 +82,23 @@ class Builder:
     def add_to_set(self, target: set[t.Any], items: t.Iterable[t.Any]) -> None:
         # One at a time, so that items whose hashes collide (each insertion then
         # compares with all before it) meet the clock instead of running for minutes.
+        members = list(items)
         budget = self.budget
-        for item in items:
+        budget.charge(ENTRY_COST * len(members))
+        for count, item in enumerate(members, 1):
             target.add(item)
-            budget.charge(ENTRY_COST)
+            if not count & 31:
+                budget.check_clock()
 
     def set_items(self, target: dict[t.Any, t.Any], flat: list[t.Any]) -> None:
         if len(flat) % 2:
             raise pickle.UnpicklingError("odd number of items for SETITEMS")
         budget = self.budget
+        budget.charge(ENTRY_COST * (len(flat) // 2))
         for i in range(0, len(flat), 2):
             target[flat[i]] = flat[i + 1]
-            budget.charge(ENTRY_COST)
+            if i & 63 == 62:  # every 32 items
+                budget.check_clock()
 
 
 # Values that hold nothing else: kept as they are.
@@ -103,7 +108,7 @@ _LEAVES = frozenset(
         datetime.datetime, datetime.date, datetime.time, datetime.timedelta, Markup,
     }
 )  # fmt: skip
-_SIZED = (str, bytes, bytearray, Markup)
+_SIZED = frozenset({str, bytes, bytearray, Markup})
 
 
 def _children(value: t.Any) -> t.Iterable[t.Any]:
@@ -155,11 +160,17 @@ class Shape:
         self.budget.tick()
         size, height, limit = OBJECT_COST, 0, self.budget.left
         for child in _children(value):
+            kind = type(child)
+            if kind in _LEAVES:  # most children: measured here, without a call
+                size += SLOT_COST + len(child) if kind in _SIZED else SLOT_COST
+                continue
             child_size, child_height = self.measure(child, depth + 1)
             size += child_size
             height = max(height, child_height + 1)
             if size > limit:
                 raise BudgetExceeded("the pickle's shared references expand too far")
+        if size > limit:
+            raise BudgetExceeded("the pickle's shared references expand too far")
         self.active.discard(key)
         self.known[key] = (size, height)
         return size, height
@@ -179,12 +190,16 @@ def plain(value: t.Any, budget: Budget) -> t.Any:
     if kind in _LEAVES:
         return value
     budget.tick()
+    # Leaves are kept without a call: most of a session is leaves.
     if kind is dict:
-        return {plain(k, budget): plain(v, budget) for k, v in value.items()}
+        return {
+            k if type(k) in _LEAVES else plain(k, budget): v if type(v) in _LEAVES else plain(v, budget)
+            for k, v in value.items()
+        }
     if kind is list:
-        return [plain(item, budget) for item in value]
+        return [item if type(item) in _LEAVES else plain(item, budget) for item in value]
     if kind is tuple:
-        return tuple([plain(item, budget) for item in value])
+        return tuple([item if type(item) in _LEAVES else plain(item, budget) for item in value])
     if kind is set or kind is frozenset:
         members = set()
         for item in value:

@@ -74,16 +74,16 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def _checked_text(parent: _Load) -> _Load:
     def load(self: SafeUnpickler) -> None:
         parent(self)
-        text = self.stack[-1]
-        if not text.isascii() and _SURROGATE.search(text):
+        if _SURROGATE.search(self.stack[-1]):
             raise pickle.UnpicklingError("the pickle holds text with a lone surrogate")
 
     return load
 
 
 def _charged(parent: _Load) -> _Load:
+    # Charged without a check: load() checks the budget every 256 opcodes.
     def load(self: SafeUnpickler) -> None:
-        self.budget.charge(OBJECT_COST)
+        self.budget.left -= OBJECT_COST
         parent(self)
 
     return load
@@ -98,15 +98,11 @@ _CHARGED: _Dispatch = {
         for op in (pickle.INT, pickle.LONG, pickle.LONG1, pickle.LONG4)
     },
     **{
-        op[0]: _checked_text(_PureUnpickler.dispatch[op[0]])
-        for op in (pickle.UNICODE, pickle.BINUNICODE, pickle.SHORT_BINUNICODE, pickle.BINUNICODE8)
+        op[0]: _checked_text(_PureUnpickler.dispatch[op[0]]) for op in (pickle.UNICODE, pickle.BINUNICODE8)
     },
     **{
         op[0]: _charged(_PureUnpickler.dispatch[op[0]])
-        for op in (
-            pickle.EMPTY_LIST, pickle.EMPTY_DICT, pickle.EMPTY_SET,
-            pickle.PUT, pickle.BINPUT, pickle.LONG_BINPUT, pickle.MEMOIZE,
-        )
+        for op in (pickle.EMPTY_LIST, pickle.EMPTY_DICT, pickle.EMPTY_SET, pickle.PUT, pickle.LONG_BINPUT)
     },
 }  # fmt: skip
 
@@ -184,7 +180,7 @@ class SafeUnpickler(Builder, _PureUnpickler):  # type: ignore[misc]
         may call: checked builders and stand-ins. Anything else is refused."""
         if type(args) not in (tuple, list) or type(kwargs) is not dict:
             raise pickle.UnpicklingError("call arguments are not a tuple")
-        self.charge_items(len(args) + len(kwargs))
+        self.budget.left -= OBJECT_COST + SLOT_COST * (len(args) + len(kwargs))  # checked every 256 opcodes
         if type(callee) is Allowed:
             return (callee.new if new else callee.build)(self, tuple(args), kwargs)
         if isinstance(callee, type) and issubclass(callee, StandIn):
@@ -197,6 +193,22 @@ class SafeUnpickler(Builder, _PureUnpickler):  # type: ignore[misc]
         raise pickle.UnpicklingError(f"the pickle calls a {type(callee).__name__}, which is not allowed")
 
     # -- opcodes -----------------------------------------------------------------
+
+    # The most frequent opcodes, written out so that they cost no more than the parent's:
+    # text decoded strictly (no "surrogatepass", see _SURROGATE), memo entries charged.
+    def load_short_binunicode(self) -> None:
+        self.append(str(self.read(self.read(1)[0]), "utf-8"))
+
+    def load_binunicode(self) -> None:
+        self.append(str(self.read(int.from_bytes(self.read(4), "little")), "utf-8"))
+
+    def load_binput(self) -> None:
+        self.budget.left -= OBJECT_COST
+        self.memo[self.read(1)[0]] = self.stack[-1]
+
+    def load_memoize(self) -> None:
+        self.budget.left -= OBJECT_COST
+        self.memo[len(self.memo)] = self.stack[-1]
 
     # Each takes the items first: pop_mark() replaces self.append.
     def load_tuple(self) -> None:
@@ -311,6 +323,10 @@ class SafeUnpickler(Builder, _PureUnpickler):  # type: ignore[misc]
             raise pickle.UnpicklingError(f"BUILD on a {type(target).__name__} is not allowed")
 
     for _op, _load in [
+        (pickle.SHORT_BINUNICODE, load_short_binunicode),
+        (pickle.BINUNICODE, load_binunicode),
+        (pickle.BINPUT, load_binput),
+        (pickle.MEMOIZE, load_memoize),
         (pickle.TUPLE, load_tuple),
         (pickle.TUPLE1, load_tuple1),
         (pickle.TUPLE2, load_tuple2),

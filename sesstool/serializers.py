@@ -52,7 +52,8 @@ _DecodeError = Exception  # see above: deliberately broad
 # a value holding fewer of them than MAX_DEPTH cannot nest deeper.
 _NOT_MSGPACK_CONTAINER = bytes(set(range(256)) - {*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF})
 # A json integer over MAX_INT_BITS bits has at least this many digits in a row.
-_LONG_NUMBER = re.compile(rb"(?<![0-9])[0-9]{%d}" % len(str(2**MAX_INT_BITS)))
+_LONG_NUMBER_DIGITS = len(str(2**MAX_INT_BITS))
+_LONG_NUMBER = re.compile(rb"(?<![0-9])[0-9]{%d}" % _LONG_NUMBER_DIGITS)
 
 
 def _decode_msgpack(raw: bytes) -> t.Any:
@@ -63,7 +64,7 @@ def _decode_msgpack(raw: bytes) -> t.Any:
     check_msgspec_input(raw, "msgpack")
     value = _msgpack_decoder.decode(raw)
     if len(raw.translate(None, _NOT_MSGPACK_CONTAINER)) > MAX_DEPTH:
-        check_tree(value, ints=False)
+        check_tree(value, ints=False, keys=True)
     return value
 
 
@@ -74,9 +75,9 @@ def _decode_json(raw: bytes) -> t.Any:
         return _json_decoder.decode(raw)
     check_msgspec_input(raw, "json")
     value = _json_decoder.decode(raw)
-    ints = _LONG_NUMBER.search(raw) is not None
+    ints = len(raw) > _LONG_NUMBER_DIGITS and _LONG_NUMBER.search(raw) is not None
     if ints or raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
-        check_tree(value, ints=ints)
+        check_tree(value, ints=ints, keys=False)
     return value
 
 
