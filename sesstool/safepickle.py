@@ -166,7 +166,7 @@ class SafeUnpickler(Builder, _PureUnpickler):  # type: ignore[misc]
         path = f"{module}.{name}"
         stand_in = self._stand_ins.get(path)
         if stand_in is None:
-            self.charge(1000)  # a class is large
+            self.charge(2500)  # a class takes some 2.3 KB
             stand_in = self._stand_ins[path] = stand_in_class(path)
         return stand_in
 
