@@ -231,3 +231,17 @@ def test_text_with_a_lone_surrogate_is_unknown(raw: bytes) -> None:
 def test_ordinary_large_pickles_fit_the_budget() -> None:
     data = {"blob": "x" * 10_000_000, "ids": list(range(200_000)), "s": set(range(50_000))}
     assert safe_loads(pickle.dumps(data, 4)) == data
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"n": 1e999999}',  # msgspec: out of range
+        b'{"n": ' + b"9" * 100_000 + b"}",  # past Python's 4,300 digits
+        b'{"x": "\\ud800"}',  # a lone surrogate
+        b'{"x": "\\udc00y"}',
+        b"\x81\xa1x\xa3\xed\xa0\x80",  # msgpack text holding a UTF-8-encoded surrogate
+    ],
+)
+def test_json_and_msgpack_that_nothing_could_show_are_unknown(raw: bytes) -> None:
+    assert serializers.decode(raw) == ("unknown", None)
