@@ -26,6 +26,7 @@ from sesstool.values import Markup, OpaqueObject
 if t.TYPE_CHECKING:
     from sesstool.safepickle import SafeUnpickler
 
+
 class StandIn(OpaqueObject):
     """Base of the stand-in classes made for globals outside the allow-list."""
 

@@ -62,9 +62,7 @@ print(json.dumps({"outcome": outcome, "seconds": seconds, "grew_mib": grew}))
 
 
 def decode_in_child(raw: bytes, fmt: str = "pickle") -> dict[str, t.Any]:
-    result = subprocess.run(
-        [sys.executable, "-c", _CHILD, fmt], input=raw, capture_output=True, timeout=60, check=True
-    )
+    result = subprocess.run([sys.executable, "-c", _CHILD, fmt], input=raw, capture_output=True, timeout=60, check=True)
     return t.cast("dict[str, t.Any]", json.loads(result.stdout))
 
 
