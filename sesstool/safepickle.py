@@ -90,8 +90,8 @@ def _charged(parent: _Load) -> _Load:
 
 
 # Opcodes that only need a charge or a check around what the parent does: integers
-# (LONG4 makes a 16-million-bit integer from 2 MB), new containers and memo entries
-# (one byte each).
+# (LONG4 makes a 16-million-bit integer from 2 MB), text (see _SURROGATE), and what
+# one byte makes: a container, a MARK's new stack, a memo entry.
 _CHARGED: _Dispatch = {
     **{
         op[0]: _checked_int(_PureUnpickler.dispatch[op[0]])
@@ -102,7 +102,7 @@ _CHARGED: _Dispatch = {
     },
     **{
         op[0]: _charged(_PureUnpickler.dispatch[op[0]])
-        for op in (pickle.EMPTY_LIST, pickle.EMPTY_DICT, pickle.EMPTY_SET, pickle.PUT, pickle.LONG_BINPUT)
+        for op in (pickle.MARK, pickle.EMPTY_LIST, pickle.EMPTY_DICT, pickle.EMPTY_SET, pickle.PUT, pickle.LONG_BINPUT)
     },
 }  # fmt: skip
 
