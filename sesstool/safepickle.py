@@ -149,8 +149,7 @@ class SafeUnpickler(Builder, _PureUnpickler):  # type: ignore[misc]
                 dispatch[key[0]](self)
                 count += 1
                 if not count & 255:
-                    budget.charge(0)
-                    budget.check_clock()
+                    budget.check()
         except pickle._Stop as stop:  # type: ignore[attr-defined]
             return stop.value
 
@@ -173,7 +172,7 @@ class SafeUnpickler(Builder, _PureUnpickler):  # type: ignore[misc]
     def persistent_load(self, pid: t.Any) -> t.NoReturn:
         raise pickle.UnpicklingError("persistent ids are not allowed")
 
-    # -- what the builders in safecalls use -------------------------------------
+    # -- calls: of safecalls' checked builders and of stand-ins -----------------
 
     def call(self, callee: t.Any, args: t.Any, kwargs: t.Any, *, new: bool = False) -> t.Any:
         """``callee(*args, **kwargs)`` (or ``callee.__new__``), for the callees a pickle
