@@ -22,6 +22,7 @@ import pytest
 
 from sesstool import serializers
 from sesstool.budget import MAX_BYTES, MAX_DEPTH, MAX_INT_BITS, BudgetExceeded
+from sesstool.errors import UndecodableValue
 from sesstool.safepickle import safe_loads
 from sesstool.tagged import to_tagged
 from tests.pickleops import (
@@ -245,3 +246,11 @@ def test_ordinary_large_pickles_fit_the_budget() -> None:
 )
 def test_json_and_msgpack_that_nothing_could_show_are_unknown(raw: bytes) -> None:
     assert serializers.decode(raw) == ("unknown", None)
+
+
+def test_a_single_session_past_the_budget_says_so() -> None:
+    raw = session(long(1 << 5000))
+    with pytest.raises(UndecodableValue, match="more than 4096 bits.*decoding budget"):
+        serializers.decode_or_raise(raw, what="session:x")
+    with pytest.raises(UndecodableValue, match="not a msgpack, json or pickle session"):
+        serializers.decode_or_raise(b"\xc1garbage", what="session:x")
