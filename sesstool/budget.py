@@ -94,7 +94,7 @@ def too_deep() -> BudgetExceeded:
 
 # Below this size no msgpack or json value can make MAX_BYTES of objects (at most
 # about 100 bytes of objects a byte of input), so the estimate below is skipped.
-_SMALL_INPUT = 256 * 1024
+SMALL_INPUT = 256 * 1024
 _HIGH_BYTES = bytes(range(0x80, 0x100))
 
 
@@ -113,7 +113,7 @@ def check_msgspec_input(raw: bytes, fmt: str) -> None:
     :func:`_msgpack_cost`, which reads only its headers.
     """
     size = len(raw)
-    if size <= _SMALL_INPUT:
+    if size <= SMALL_INPUT:
         return
     if fmt == "msgpack":
         high = size - len(raw.translate(None, _HIGH_BYTES))

@@ -24,7 +24,7 @@ import typing as t
 import uuid
 
 from sesstool.budget import check_int
-from sesstool.values import Markup
+from sesstool.values import Markup, OpaqueObject
 
 if t.TYPE_CHECKING:
     from sesstool.safepickle import SafeUnpickler
@@ -213,16 +213,26 @@ def _markup(u: SafeUnpickler, args: Args, kwargs: Kwargs) -> Markup:
     return Markup(*args)
 
 
-# datetime, date, time, timedelta and timezone read scalars (and a tzinfo); a
-# stand-in tzinfo makes an opaque datetime (see safepickle).
-_TIME_PARTS = (*_SCALARS, datetime.timedelta, datetime.timezone)
+# datetime, date, time, timedelta and timezone read scalars (and a tzinfo).
+_TIME_PARTS = frozenset({*_SCALARS, datetime.timedelta, datetime.timezone})
 
 
-def _time_type(kind: t.Callable[..., t.Any], name: str) -> _Build:
+def time_type(kind: t.Callable[..., t.Any], name: str, opaque: t.Callable[..., t.Any] | None = None) -> _Build:
+    """The builder for one of datetime's types.
+
+    :param opaque: what to make instead when an argument is an object of the app's
+        (a pytz or zoneinfo tzinfo, which a stand-in records): a stand-in of the
+        datetime, so the rest of the session still decodes.
+    """
+
     def build(u: SafeUnpickler, args: Args, kwargs: Kwargs) -> t.Any:
-        values = (*args, *kwargs.values())
-        if len(values) > 8 or not all(type(v) in _TIME_PARTS for v in values):
+        if len(args) + len(kwargs) > 9:
             raise refuse(name)
+        for value in (*args, *kwargs.values()):
+            if type(value) not in _TIME_PARTS:
+                if opaque is not None and isinstance(value, OpaqueObject):
+                    return opaque(*args)
+                raise refuse(name)
         return kind(*args, **kwargs)
 
     return build
@@ -285,9 +295,9 @@ ALLOWED: dict[tuple[str, str], Allowed] = {
         (("builtins", "object"), _object, None),
         (("builtins", "bytes"), _bytes, None),
         (("builtins", "bytearray"), _bytearray, None),
-        (("datetime", "date"), _time_type(datetime.date, "date()"), None),
-        (("datetime", "timedelta"), _time_type(datetime.timedelta, "timedelta()"), None),
-        (("datetime", "timezone"), _time_type(datetime.timezone, "timezone()"), None),
+        (("datetime", "date"), time_type(datetime.date, "date()"), None),
+        (("datetime", "timedelta"), time_type(datetime.timedelta, "timedelta()"), None),
+        (("datetime", "timezone"), time_type(datetime.timezone, "timezone()"), None),
         (("uuid", "UUID"), _uuid, _new_uuid),
         (("uuid", "SafeUUID"), _safe_uuid, None),
         (("decimal", "Decimal"), _decimal, None),

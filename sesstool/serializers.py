@@ -20,7 +20,7 @@ import typing as t
 
 import msgspec
 
-from sesstool.budget import MAX_DEPTH, MAX_INT_BITS, BudgetExceeded, check_msgspec_input, check_tree
+from sesstool.budget import MAX_DEPTH, MAX_INT_BITS, SMALL_INPUT, BudgetExceeded, check_msgspec_input, check_tree
 from sesstool.errors import InvalidInput, UndecodableValue
 from sesstool.safepickle import safe_loads
 from sesstool.tagged import MsgpackExt
@@ -61,7 +61,8 @@ def _decode_msgpack(raw: bytes) -> t.Any:
     its integers fit 64 bits and its text is valid UTF-8, so size and depth are left."""
     if len(raw) <= MAX_DEPTH:  # the hot path: too short to be too deep or too large
         return _msgpack_decoder.decode(raw)
-    check_msgspec_input(raw, "msgpack")
+    if len(raw) > SMALL_INPUT:
+        check_msgspec_input(raw, "msgpack")
     value = _msgpack_decoder.decode(raw)
     if len(raw.translate(None, _NOT_MSGPACK_CONTAINER)) > MAX_DEPTH:
         check_tree(value, ints=False, keys=True)
@@ -71,9 +72,10 @@ def _decode_msgpack(raw: bytes) -> t.Any:
 def _decode_json(raw: bytes) -> t.Any:
     """msgspec's json decoder within the decoding budget; it refuses lone surrogates
     itself, and integers of more than 4,300 digits, but not those over MAX_INT_BITS."""
-    if len(raw) <= MAX_DEPTH:
+    if len(raw) <= 2 * MAX_DEPTH:  # each level takes two bytes, [ and ]
         return _json_decoder.decode(raw)
-    check_msgspec_input(raw, "json")
+    if len(raw) > SMALL_INPUT:
+        check_msgspec_input(raw, "json")
     value = _json_decoder.decode(raw)
     ints = len(raw) > _LONG_NUMBER_DIGITS and _LONG_NUMBER.search(raw) is not None
     if ints or raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:

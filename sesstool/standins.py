@@ -20,7 +20,7 @@ import typing as t
 import uuid
 
 from sesstool.safecalls import ALLOWED as _CHECKED
-from sesstool.safecalls import Allowed, Args, Kwargs, refuse
+from sesstool.safecalls import Allowed, Args, Kwargs, refuse, time_type
 from sesstool.values import Markup, OpaqueObject
 
 if t.TYPE_CHECKING:
@@ -83,23 +83,6 @@ def stand_in_class(path: str) -> type[StandIn]:
 # session still decodes.
 _OpaqueDatetime = stand_in_class("datetime.datetime")
 _OpaqueTime = stand_in_class("datetime.time")
-_TIME_PARTS = (str, bytes, int, float, bool, type(None), datetime.timezone)
-
-
-def _clock_type(kind: t.Callable[..., t.Any], opaque: type[StandIn], name: str) -> Allowed:
-    def build(u: SafeUnpickler, args: Args, kwargs: Kwargs) -> t.Any:
-        values = (*args, *kwargs.values())
-        if len(values) > 9:
-            raise refuse(name)
-        if any(isinstance(v, StandIn) for v in values):
-            return opaque(*args)
-        if not all(type(v) in _TIME_PARTS for v in values):
-            raise refuse(name)
-        return kind(*args, **kwargs)
-
-    return Allowed(f"datetime.{name[:-2]}", build)
-
-
 def _reconstruct(u: SafeUnpickler, args: Args, kwargs: Kwargs) -> t.Any:
     """copyreg._reconstructor(cls, base, state), how protocols 0 and 1 make plain
     objects: a stand-in records it; of the allow-list only ``Markup`` (a str
@@ -119,7 +102,7 @@ def _reconstruct(u: SafeUnpickler, args: Args, kwargs: Kwargs) -> t.Any:
 
 ALLOWED: dict[tuple[str, str], Allowed] = {
     **_CHECKED,
-    ("datetime", "datetime"): _clock_type(datetime.datetime, _OpaqueDatetime, "datetime()"),
-    ("datetime", "time"): _clock_type(datetime.time, _OpaqueTime, "time()"),
+    ("datetime", "datetime"): Allowed("datetime.datetime", time_type(datetime.datetime, "datetime()", _OpaqueDatetime)),
+    ("datetime", "time"): Allowed("datetime.time", time_type(datetime.time, "time()", _OpaqueTime)),
     ("copyreg", "_reconstructor"): Allowed("copyreg._reconstructor", _reconstruct),
 }
