@@ -49,6 +49,12 @@ class Builder:
         if not items:
             return ()
         made = tuple(items)
+        if _HASHED.isdisjoint(map(type, made)):  # most tuples: nothing inside to walk
+            size = OBJECT_COST + SLOT_COST * len(made)
+            self.budget.charge(size)
+            self._hashed[id(made)] = (size, 1)
+            self._keep.append(made)
+            return made
         self._remember_hashed(made, items)
         return made
 
@@ -100,6 +106,8 @@ class Builder:
             if i & 63 == 62:  # every 32 items
                 budget.check_clock()
 
+
+_HASHED = frozenset({tuple, frozenset})
 
 # Values that hold nothing else: kept as they are.
 _LEAVES = frozenset(

@@ -102,7 +102,7 @@ _CHARGED: _Dispatch = {
     },
     **{
         op[0]: _charged(_PureUnpickler.dispatch[op[0]])
-        for op in (pickle.MARK, pickle.EMPTY_LIST, pickle.EMPTY_DICT, pickle.EMPTY_SET, pickle.PUT, pickle.LONG_BINPUT)
+        for op in (pickle.EMPTY_SET, pickle.PUT, pickle.LONG_BINPUT)
     },
 }  # fmt: skip
 
@@ -139,17 +139,15 @@ class SafeUnpickler(Builder, _PureUnpickler):  # type: ignore[misc]
         self.stack: list[t.Any] = []
         self.append = self.stack.append
         self.proto = 0
-        read, dispatch, budget = self.read, self.dispatch, self.budget
-        count = 0
+        read, dispatch, budget, steps = self.read, self.dispatch, self.budget, range(256)
         try:
             while True:
-                key = read(1)
-                if not key:
-                    raise EOFError
-                dispatch[key[0]](self)
-                count += 1
-                if not count & 255:
-                    budget.check()
+                for _ in steps:
+                    key = read(1)
+                    if not key:
+                        raise EOFError
+                    dispatch[key[0]](self)
+                budget.check()
         except pickle._Stop as stop:  # type: ignore[attr-defined]
             return stop.value
 
@@ -208,6 +206,20 @@ class SafeUnpickler(Builder, _PureUnpickler):  # type: ignore[misc]
     def load_memoize(self) -> None:
         self.budget.left -= OBJECT_COST
         self.memo[len(self.memo)] = self.stack[-1]
+
+    def load_mark(self) -> None:  # a new stack
+        self.budget.left -= OBJECT_COST
+        self.metastack.append(self.stack)
+        self.stack = []
+        self.append = self.stack.append
+
+    def load_empty_list(self) -> None:
+        self.budget.left -= OBJECT_COST
+        self.append([])
+
+    def load_empty_dictionary(self) -> None:
+        self.budget.left -= OBJECT_COST
+        self.append({})
 
     # Each takes the items first: pop_mark() replaces self.append.
     def load_tuple(self) -> None:
@@ -326,6 +338,9 @@ class SafeUnpickler(Builder, _PureUnpickler):  # type: ignore[misc]
         (pickle.BINUNICODE, load_binunicode),
         (pickle.BINPUT, load_binput),
         (pickle.MEMOIZE, load_memoize),
+        (pickle.MARK, load_mark),
+        (pickle.EMPTY_LIST, load_empty_list),
+        (pickle.EMPTY_DICT, load_empty_dictionary),
         (pickle.TUPLE, load_tuple),
         (pickle.TUPLE1, load_tuple1),
         (pickle.TUPLE2, load_tuple2),
