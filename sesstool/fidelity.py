@@ -46,7 +46,7 @@ from sesstool import serializers
 from sesstool.errors import UndecodableValue
 from sesstool.picklewriter import dumps as pickle_dumps
 from sesstool.safepickle import safe_loads
-from sesstool.tagged import MsgpackExt, to_tagged
+from sesstool.tagged import MsgpackExt, stable_order, to_tagged
 from sesstool.values import Markup, OpaqueObject
 
 _tagged_json = msgspec.json.Encoder()
@@ -175,7 +175,7 @@ def _walk(value: t.Any, path: str, target: str, problems: list[Problem], *, conv
         return [_walk(item, _join(path, i), target, problems, convert=convert) for i, item in enumerate(value)]
     if kind in (tuple, set, frozenset):
         problems.append(Problem(path, kind.__name__))
-        items = value if kind is tuple else _stable(value)
+        items = value if kind is tuple else stable_order(value)
         return [_walk(item, _join(path, i), target, problems, convert=convert) for i, item in enumerate(items)]
     if _holds_leaf(value, target):
         return value
@@ -185,13 +185,6 @@ def _walk(value: t.Any, path: str, target: str, problems: list[Problem], *, conv
 
 def _key_text(key: t.Any) -> str:
     return key if isinstance(key, str) else repr(key)
-
-
-def _stable(items: t.Iterable[t.Any]) -> list[t.Any]:
-    try:
-        return sorted(items)
-    except TypeError:
-        return sorted(items, key=repr)
 
 
 def _holds_key(key: t.Any, target: str) -> bool:

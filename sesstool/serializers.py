@@ -7,15 +7,20 @@
 
 A session value is always a map: a value that decodes to anything else is not a
 session, and ``auto`` detection reports it as ``unknown``. :func:`decode` never
-raises for what it finds in a store: bytes it cannot read are ``unknown``.
+raises for what it finds in a store: bytes it cannot read are ``unknown``, and so
+are values past the decoding budget (:mod:`sesstool.budget`: at most 64 MiB, 1 s,
+200 levels, 4,096-bit integers). Whatever it returns, :func:`sesstool.tagged.to_tagged`
+can show as UTF-8 JSON.
 """
 
 from __future__ import annotations
 
+import re
 import typing as t
 
 import msgspec
 
+from sesstool.budget import MAX_DEPTH, MAX_INT_BITS, SMALL_INPUT, BudgetExceeded, check_msgspec_input, check_tree
 from sesstool.errors import InvalidInput, UndecodableValue
 from sesstool.safepickle import safe_loads
 from sesstool.tagged import MsgpackExt
@@ -36,18 +41,46 @@ _msgpack_encoder = msgspec.msgpack.Encoder()
 _json_encoder = msgspec.json.Encoder()
 
 # Stored bytes are arbitrary: besides DecodeError, msgspec raises RecursionError for
-# deep nesting, and unpickling hostile bytes can raise almost anything (LookupError
-# from str(b, "no-such-codec"), decimal.InvalidOperation, MemoryError...). Every one
-# of them means "not this format", never a crash.
+# deep nesting, every decoder raises BudgetExceeded past the decoding budget, and
+# unpickling hostile bytes can raise almost anything (LookupError from
+# str(b, "no-such-codec"), decimal.InvalidOperation...). Every one of them means
+# "not this format", never a crash.
 _DecodeError = Exception  # see above: deliberately broad
 
 
+# The bytes that open a msgpack map or array (fixmap, fixarray, array 16/32, map 16/32):
+# a value holding fewer of them than MAX_DEPTH cannot nest deeper.
+_NOT_MSGPACK_CONTAINER = bytes(set(range(256)) - {*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF})
+# A json integer over MAX_INT_BITS bits has at least this many digits in a row.
+_LONG_NUMBER_DIGITS = len(str(2**MAX_INT_BITS))
+_LONG_NUMBER = re.compile(rb"(?<![0-9])[0-9]{%d}" % _LONG_NUMBER_DIGITS)
+
+
 def _decode_msgpack(raw: bytes) -> t.Any:
-    return _msgpack_decoder.decode(raw)
+    """msgspec's msgpack decoder within the decoding budget (:mod:`sesstool.budget`):
+    its integers fit 64 bits and its text is valid UTF-8, so size and depth are left."""
+    if len(raw) <= MAX_DEPTH:  # the hot path: too short to be too deep or too large
+        return _msgpack_decoder.decode(raw)
+    if len(raw) > SMALL_INPUT:
+        check_msgspec_input(raw, "msgpack")
+    value = _msgpack_decoder.decode(raw)
+    if len(raw.translate(None, _NOT_MSGPACK_CONTAINER)) > MAX_DEPTH:
+        check_tree(value, ints=False, keys=True)
+    return value
 
 
 def _decode_json(raw: bytes) -> t.Any:
-    return _json_decoder.decode(raw)
+    """msgspec's json decoder within the decoding budget; it refuses lone surrogates
+    itself, and integers of more than 4,300 digits, but not those over MAX_INT_BITS."""
+    if len(raw) <= 2 * MAX_DEPTH:  # each level takes two bytes, [ and ]
+        return _json_decoder.decode(raw)
+    if len(raw) > SMALL_INPUT:
+        check_msgspec_input(raw, "json")
+    value = _json_decoder.decode(raw)
+    ints = len(raw) > _LONG_NUMBER_DIGITS and _LONG_NUMBER.search(raw) is not None
+    if ints or raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+        check_tree(value, ints=ints, keys=False)
+    return value
 
 
 _DECODERS: dict[str, t.Callable[[bytes], t.Any]] = {
@@ -87,7 +120,7 @@ def decode(raw: bytes, serializer: str = "auto") -> tuple[str, dict[t.Any, t.Any
     if serializer == "msgpack" or (serializer == "auto" and 0x80 <= raw[0] <= 0x8F and raw[0:2] not in _PICKLE_PROTOS):
         # The hot path: Flask-Session 0.8's default format.
         try:
-            data = _msgpack_decoder.decode(raw)
+            data = _decode_msgpack(raw)
         except _DecodeError:
             return UNKNOWN, None
         return ("msgpack", data) if type(data) is dict else (UNKNOWN, None)
@@ -107,8 +140,26 @@ def decode_or_raise(raw: bytes, serializer: str = "auto", what: str = "value") -
     name, data = decode(raw, serializer)
     if data is None:
         hint = "" if serializer == "auto" else f" as {serializer}"
-        raise UndecodableValue(f"cannot decode {what}{hint}: not a msgpack, json or pickle session")
+        raise UndecodableValue(f"cannot decode {what}{hint}: {why_undecodable(raw, serializer)}")
     return name, data
+
+
+def why_undecodable(raw: bytes, serializer: str = "auto") -> str:
+    """Why :func:`decode` found no session in ``raw``, for an error message: the
+    decoding budget a decoder ran out of, else that no format reads it.
+
+    It decodes again, so call it only for a value :func:`decode` refused, and once:
+    a hostile value costs the budget (at most about a second) a second time.
+    """
+    order = (_guess_order(raw) if serializer == "auto" else (serializer,)) if raw else ()
+    for name in order:
+        try:
+            _DECODERS[name](raw)
+        except BudgetExceeded as e:
+            return f"{e} (sesstool's decoding budget for one value, see docs/budgets.md)"
+        except _DecodeError:
+            continue
+    return "not a msgpack, json or pickle session"
 
 
 def encode(data: dict[t.Any, t.Any], serializer: str) -> bytes:

@@ -138,9 +138,9 @@ def _special_to_tagged(value: t.Any) -> t.Any:
     if isinstance(value, list):
         return [_to_tagged(item) for item in value]
     if isinstance(value, frozenset):
-        return {"$frozenset": [_to_tagged(item) for item in _stable(value)]}
+        return {"$frozenset": [_to_tagged(item) for item in stable_order(value)]}
     if isinstance(value, set):
-        return {"$set": [_to_tagged(item) for item in _stable(value)]}
+        return {"$set": [_to_tagged(item) for item in stable_order(value)]}
     if isinstance(value, dt.datetime):
         return {"$datetime": value.isoformat()}
     if isinstance(value, dt.date):
@@ -171,12 +171,17 @@ def _special_to_tagged(value: t.Any) -> t.Any:
     raise TypeError(f"sesstool cannot represent a value of type {type(value).__name__}")
 
 
-def _stable(items: t.Iterable[t.Any]) -> list[t.Any]:
-    """Sets in a repeatable order, so the same session always prints the same."""
+def stable_order(items: t.Iterable[t.Any]) -> list[t.Any]:
+    """Set members in a repeatable order, so the same session always prints the same.
+
+    Members that do not compare (a string and a number) or refuse to
+    (``Decimal('NaN') < 1`` raises InvalidOperation) are ordered by type and repr.
+    """
+    members = list(items)
     try:
-        return sorted(items)
-    except TypeError:
-        return sorted(items, key=repr)
+        return sorted(members)
+    except (TypeError, ArithmeticError):
+        return sorted(members, key=lambda item: (type(item).__name__, repr(item)))
 
 
 def from_tagged(value: t.Any) -> t.Any:
@@ -190,8 +195,17 @@ def from_tagged(value: t.Any) -> t.Any:
         raise InvalidInput("the value is nested too deeply") from e
 
 
+# A lone surrogate is text no UTF-8 encoder (msgpack, json, the terminal) can write;
+# Python's json module reads one from "\ud800".
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _from_tagged(value: t.Any) -> t.Any:
     kind = type(value)
+    if kind is str:
+        if _SURROGATE.search(value):
+            raise InvalidInput(f"text with a lone surrogate ({ascii(value)[:60]}) cannot be stored")
+        return value
     if kind is dict:
         if len(value) == 1:
             ((tag, body),) = value.items()
@@ -202,7 +216,7 @@ def _from_tagged(value: t.Any) -> t.Any:
                     raise
                 except (ValueError, TypeError, KeyError, OverflowError, binascii.Error, decimal.InvalidOperation) as e:
                     raise InvalidInput(f"malformed {tag} value {body!r}: {e}") from e
-        return {key: _from_tagged(item) for key, item in value.items()}
+        return {_from_tagged(key): _from_tagged(item) for key, item in value.items()}
     if kind is list:
         return [_from_tagged(item) for item in value]
     return value
@@ -248,7 +262,7 @@ def _untag(tag: str, body: t.Any) -> t.Any:
     if tag == "$dict":
         if not isinstance(body, dict):
             raise TypeError("$dict holds an object")
-        return {key: _from_tagged(item) for key, item in body.items()}
+        return {_from_tagged(key): _from_tagged(item) for key, item in body.items()}
     if tag == "$ext":
         code, data = _array(body)
         if type(code) is not int or not -128 <= code <= 127:
@@ -305,7 +319,7 @@ def _number(part: t.Any) -> float | int:
 def _text(body: t.Any) -> str:
     if not isinstance(body, str):
         raise TypeError("expected a string")
-    return body
+    return t.cast(str, _from_tagged(body))
 
 
 def _array(body: t.Any) -> list[t.Any]:
