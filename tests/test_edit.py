@@ -409,14 +409,25 @@ def test_a_top_level_key_with_dots_is_changed_as_it_is() -> None:
 
 # An undecodable session: edit --set never "succeeds" while changing nothing (issue #10,
 # item 5). Values a decoder gives up on, and values it decodes but sesstool cannot
-# represent (an integer past Python's 4,300-digit text limit, a lone surrogate,
-# Decimal('NaN') in a set), must all exit 4 with one error line and leave the value.
+# represent (an integer past the decoding budget, a lone surrogate) must all exit 4
+# with one error line and leave the value.
 UNEDITABLE = {
     "garbage": b"\xc1\xc1 not a session",
     "bigint": pickle.dumps({"n": 10**5000, "user_id": 1}, protocol=2),
     "surrogate": pickle.dumps({"u": "\ud800"}, protocol=2),
-    "nan-set": pickle.dumps({"s": {__import__("decimal").Decimal("NaN"), 1}}, protocol=2),
 }
+
+
+def test_edit_keeps_a_set_holding_decimal_nan(cli, redis_url, redis_client) -> None:
+    """Decimal('NaN') cannot be ordered, yet a set holding it is shown and written back whole."""
+    from decimal import Decimal
+
+    redis_client.set("session:nan-set", pickle.dumps({"s": {Decimal("NaN"), 1}}, protocol=2), ex=600)
+    result = cli("edit", "nan-set", "--set", "user_id=2", "--store", redis_url)
+    assert result.exit_code == 0, result.stderr
+    data = pickle.loads(redis_client.get("session:nan-set"))
+    assert data["user_id"] == 2 and len(data["s"]) == 2 and 1 in data["s"]
+    assert any(isinstance(v, Decimal) and v.is_nan() for v in data["s"])
 
 
 def _assert_refused(result, key: str) -> None:
