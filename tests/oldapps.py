@@ -27,7 +27,7 @@ import typing as t
 import uuid
 from pathlib import Path
 
-from sesstool.values import Markup
+from sesstool.codecs.values import Markup
 from tests.venvs import FLASK_SESSION_04, FLASK_SESSION_05, venv_python
 
 SCRIPT = str(Path(__file__).resolve().parent / "interop" / "old_flask_session_app.py")

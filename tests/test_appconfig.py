@@ -174,7 +174,7 @@ def test_app_client_reaches_the_apps_store(cli, apps, redis_url) -> None:
     finally:
         store.close()
     assert item is not None and item.ttl is not None and item.value is not None
-    from sesstool.serializers import decode
+    from sesstool.codecs.serializers import decode
 
     assert decode(item.value, settings.serializer)[1] == {"user_id": 42, "_permanent": True}
 

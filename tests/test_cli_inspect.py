@@ -280,7 +280,7 @@ def test_session_ids_complete_from_the_store(populated) -> None:
 
 def test_serializer_choices_match_the_codecs() -> None:
     from sesstool.cli.options import SERIALIZER_CHOICES
-    from sesstool.serializers import CHOICES
+    from sesstool.codecs.serializers import CHOICES
 
     assert SERIALIZER_CHOICES == CHOICES
 

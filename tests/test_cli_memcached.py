@@ -10,7 +10,7 @@ import typing as t
 
 import pytest
 
-from sesstool import serializers
+from sesstool.codecs import serializers
 from sesstool.stores.memcached import MemcachedStore, open_memcached
 from tests.conftest import CliRunner
 from tests.flaskapps import make_app, read_session, write_session

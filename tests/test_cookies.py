@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sesstool.codecs.values import Markup
 from sesstool.cookies import format as cookies
 from sesstool.cookies.format import (
     LEGACY_EPOCH,
@@ -28,7 +29,6 @@ from sesstool.cookies.format import (
     sign_sid,
 )
 from sesstool.errors import InvalidInput
-from sesstool.values import Markup
 
 KEY = "s3cret key"
 NOW = 1_795_000_000.0  # 2026-11-18

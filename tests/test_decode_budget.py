@@ -20,11 +20,11 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from sesstool import serializers
-from sesstool.budget import MAX_BYTES, MAX_DEPTH, MAX_INT_BITS, BudgetExceeded
+from sesstool.codecs import serializers
+from sesstool.codecs.budget import MAX_BYTES, MAX_DEPTH, MAX_INT_BITS, BudgetExceeded
+from sesstool.codecs.safepickle import safe_loads
+from sesstool.codecs.tagged import to_tagged
 from sesstool.errors import UndecodableValue
-from sesstool.safepickle import safe_loads
-from sesstool.tagged import to_tagged
 from tests.pickleops import (
     MARK,
     MEMOIZE,
@@ -43,8 +43,8 @@ _CHILD = r"""
 import json, resource, sys, time
 limit = 1 << 30
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-from sesstool import serializers
-from sesstool.safepickle import safe_loads
+from sesstool.codecs import serializers
+from sesstool.codecs.safepickle import safe_loads
 fmt, raw = sys.argv[1], sys.stdin.buffer.read()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.monotonic()

@@ -21,8 +21,8 @@ import uuid
 import markupsafe
 import pytest
 
-from sesstool import fidelity, serializers
-from sesstool.tagged import to_tagged
+from sesstool.codecs import fidelity, serializers
+from sesstool.codecs.tagged import to_tagged
 from tests.pickleops import MARK, call, global_, session, text
 
 GOOD = {
@@ -35,8 +35,9 @@ GOOD = {
 
 _CHILD = r"""
 import json, sys, uuid
-from sesstool import fidelity, serializers
-from sesstool.tagged import to_tagged
+from sesstool.codecs import fidelity
+from sesstool.codecs import serializers
+from sesstool.codecs.tagged import to_tagged
 poison, good = (bytes.fromhex(part) for part in sys.stdin.read().split())
 first = serializers.decode(poison)[0]
 name, data = serializers.decode(good)

@@ -22,13 +22,13 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sesstool import serializers
-from sesstool.budget import MAX_BYTES, MAX_SECONDS, BudgetExceeded
+from sesstool.codecs import serializers
+from sesstool.codecs.budget import MAX_BYTES, MAX_SECONDS, BudgetExceeded
+from sesstool.codecs.fidelity import fingerprint
+from sesstool.codecs.safepickle import safe_loads
+from sesstool.codecs.tagged import TAGS, from_tagged, to_tagged
+from sesstool.codecs.values import Markup, OpaqueObject
 from sesstool.errors import InvalidInput
-from sesstool.fidelity import fingerprint
-from sesstool.safepickle import safe_loads
-from sesstool.tagged import TAGS, from_tagged, to_tagged
-from sesstool.values import Markup, OpaqueObject
 from tests.pickleops import PROTO, call, doubling, get, global_, long, raw_bytes, session, text
 
 SCALE = int(os.environ.get("SESSTOOL_FUZZ_SCALE", "1"))

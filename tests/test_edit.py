@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from sesstool.tagged import to_tagged
+from sesstool.codecs.tagged import to_tagged
 from tests.flaskapps import SECRET, make_app, read_session, write_session
 from tests.oldapps import PICKLE_ONLY, VERSIONS, read_old_session, write_old_sessions
 from tests.write_helpers import app_has_no_session, read_types, typed_app

@@ -16,9 +16,9 @@ import uuid
 
 import pytest
 
-from sesstool import serializers
-from sesstool.tagged import to_tagged
-from sesstool.values import Markup, OpaqueObject
+from sesstool.codecs import serializers
+from sesstool.codecs.tagged import to_tagged
+from sesstool.codecs.values import Markup, OpaqueObject
 from tests.conftest import CliRunner
 from tests.oldapps import PICKLE_ONLY, SECRET, VERSIONS, read_old_session, write_old_sessions
 from tests.servers import ServerProcess

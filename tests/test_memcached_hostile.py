@@ -12,7 +12,7 @@ import typing as t
 
 import pytest
 
-from sesstool import serializers
+from sesstool.codecs import serializers
 from tests.conftest import CliRunner
 from tests.servers import ServerProcess
 

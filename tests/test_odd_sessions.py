@@ -23,7 +23,7 @@ import typing as t
 import msgspec
 import pytest
 
-from sesstool import serializers
+from sesstool.codecs import serializers
 from tests.conftest import CliRunner
 
 pytestmark = pytest.mark.network

@@ -13,10 +13,10 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sesstool.codecs.tagged import from_tagged
 from sesstool.ops.records import decode_item, make_record
 from sesstool.ops.transfer import export_record
 from sesstool.stores.base import StoredItem
-from sesstool.tagged import from_tagged
 
 SERIALIZERS = {"msgpack", "json", "pickle", "unknown"}
 _json = msgspec.json.Encoder()

@@ -22,10 +22,10 @@ from pathlib import Path
 import markupsafe
 import pytest
 
-from sesstool import serializers
-from sesstool.safepickle import MAX_DEPTH, SafeUnpickler, safe_loads
-from sesstool.tagged import to_tagged
-from sesstool.values import Markup, OpaqueObject
+from sesstool.codecs import serializers
+from sesstool.codecs.safepickle import MAX_DEPTH, SafeUnpickler, safe_loads
+from sesstool.codecs.tagged import to_tagged
+from sesstool.codecs.values import Markup, OpaqueObject
 
 PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
 UTC_MINUS_5 = dt.timezone(dt.timedelta(hours=-5), "EST")
@@ -426,7 +426,7 @@ def test_shared_references_that_expand_exponentially_are_refused() -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from sesstool import serializers; print(serializers.decode(sys.stdin.buffer.read()))",
+            "import sys; from sesstool.codecs import serializers; print(serializers.decode(sys.stdin.buffer.read()))",
         ],
         input=raw,
         capture_output=True,

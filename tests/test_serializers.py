@@ -1,4 +1,4 @@
-"""Decoding and encoding stored values as Flask-Session writes them (sesstool.serializers)."""
+"""Decoding and encoding stored values as Flask-Session writes them (sesstool.codecs.serializers)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sesstool import serializers
+from sesstool.codecs import serializers
+from sesstool.codecs.tagged import MsgpackExt, to_tagged
+from sesstool.codecs.values import Markup, OpaqueObject
 from sesstool.errors import InvalidInput, UndecodableValue
-from sesstool.tagged import MsgpackExt, to_tagged
-from sesstool.values import Markup, OpaqueObject
 
 # What a Flask-Session 0.8 app puts in a session through msgspec, and what it reads back.
 SESSION: dict[str, t.Any] = {

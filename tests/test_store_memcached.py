@@ -13,7 +13,7 @@ import zlib
 
 import pytest
 
-from sesstool import serializers
+from sesstool.codecs import serializers
 from sesstool.errors import InvalidInput, StoreError, UndecodableValue
 from sesstool.stores import open_store
 from sesstool.stores.base import MISSING, StoredItem

@@ -1,4 +1,4 @@
-"""The lossless tagged JSON form (sesstool.tagged): what export/import and sign rely on."""
+"""The lossless tagged JSON form (sesstool.codecs.tagged): what export/import and sign rely on."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sesstool.codecs.tagged import TAGS, MsgpackExt, contains_opaque, from_tagged, to_tagged
+from sesstool.codecs.values import Markup, OpaqueObject
 from sesstool.errors import InvalidInput, UndecodableValue
-from sesstool.tagged import TAGS, MsgpackExt, contains_opaque, from_tagged, to_tagged
-from sesstool.values import Markup, OpaqueObject
 
 
 def through_json(value: t.Any) -> t.Any:

@@ -13,7 +13,7 @@ import uuid
 import msgspec
 import pytest
 
-from sesstool.tagged import to_tagged
+from sesstool.codecs.tagged import to_tagged
 from tests.flaskapps import make_app, read_session, write_session
 from tests.oldapps import PICKLE_ONLY, VERSIONS, read_old_session, write_old_sessions
 from tests.write_helpers import read_types, typed_app
@@ -279,8 +279,8 @@ def test_old_flask_session_reads_its_sessions_after_a_round_trip(cli, redis_url,
 def test_pickles_sesstool_writes_are_the_bytes_python_writes(protocol) -> None:
     from markupsafe import Markup
 
-    from sesstool.picklewriter import dumps, protocol_of
-    from sesstool.safepickle import safe_loads
+    from sesstool.codecs.picklewriter import dumps, protocol_of
+    from sesstool.codecs.safepickle import safe_loads
 
     session = {"_permanent": True, "motd": Markup("<b>x</b>"), "pair": (1, Markup("y")), "id": uuid.UUID(int=1),
                "when": dt.datetime(2024, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=2))), "n": [1.5, None, b"\x00"]}

@@ -18,9 +18,9 @@ import contextlib
 import typing as t
 from dataclasses import dataclass, field
 
+from sesstool.codecs.tagged import contains_opaque, to_tagged
 from sesstool.errors import InvalidInput, NoKey, SignatureInvalid, StoreError, UndecodableValue
 from sesstool.ops.edits import Change, apply_change
-from sesstool.tagged import contains_opaque, to_tagged
 
 NO_COOKIE = "no cookie"
 UNKNOWN_ID = "unknown id"
@@ -223,7 +223,7 @@ def _apply(session: t.Any, change: Change) -> None:
 
 def _app_value(value: t.Any) -> t.Any:
     """Tagged values as the app's own types: sesstool's Markup stand-in → markupsafe."""
-    from sesstool.values import Markup
+    from sesstool.codecs.values import Markup
 
     if isinstance(value, Markup):
         from markupsafe import Markup as RealMarkup

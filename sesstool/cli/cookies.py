@@ -187,8 +187,8 @@ def sign(
     """
     import json
 
+    from sesstool.codecs.tagged import from_tagged
     from sesstool.cookies.format import DEFAULT_SALT, sign_cookie
-    from sesstool.tagged import from_tagged
 
     env: Environment = ctx.obj
     signer = _signer_settings(ctx, salt, digest)
@@ -277,10 +277,10 @@ def crack(
     import io
     import os
 
+    from sesstool.codecs.tagged import to_tagged
     from sesstool.cookies.crack import crack as run_crack
     from sesstool.cookies.crack import target_for
     from sesstool.cookies.format import DEFAULT_DIGEST, digest_name
-    from sesstool.tagged import to_tagged
 
     env: Environment = ctx.obj
     if cookie == "-" and wordlist == "-":

@@ -20,7 +20,7 @@ from sesstool.env import Environment
 from sesstool.errors import InvalidInput
 from sesstool.render.output import FORMATS
 
-# The same names as sesstool.serializers.CHOICES (a test keeps them equal); spelled
+# The same names as sesstool.codecs.serializers.CHOICES (a test keeps them equal); spelled
 # out here so that commands which never decode a value do not import the codecs.
 SERIALIZER_CHOICES = ("auto", "msgpack", "json", "pickle")
 

@@ -87,8 +87,8 @@ _REASONS = {
 
 
 def _human(result: ReplayResult, import_path: str, path: str, dry_run: bool) -> str:
+    from sesstool.codecs.tagged import to_tagged
     from sesstool.ops.records import dumps
-    from sesstool.tagged import to_tagged
 
     sent = f"{result.cookie_name}={result.cookie}" if result.cookie else "no session cookie"
     rows: list[tuple[str, str]] = [

@@ -15,9 +15,9 @@ import json
 import typing as t
 import uuid
 
+from sesstool.codecs.tagged import MsgpackExt
+from sesstool.codecs.values import Markup, OpaqueObject
 from sesstool.errors import InvalidInput
-from sesstool.tagged import MsgpackExt
-from sesstool.values import Markup, OpaqueObject
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

@@ -30,6 +30,7 @@ import typing as t
 import zlib
 from dataclasses import dataclass
 
+from sesstool.codecs.tagged import to_tagged
 from sesstool.cookies.flaskjson import FLASK_TAGS as FLASK_TAGS
 from sesstool.cookies.flaskjson import flask_dumps as flask_dumps
 from sesstool.cookies.flaskjson import flask_loads as flask_loads
@@ -41,7 +42,6 @@ from sesstool.cookies.signing import find_key as find_key
 from sesstool.cookies.signing import key_label as key_label
 from sesstool.cookies.signing import signature_for as signature_for
 from sesstool.errors import InvalidInput, UndecodableValue
-from sesstool.tagged import to_tagged
 
 DEFAULT_SALT = "cookie-session"  #: Flask's SecureCookieSessionInterface.salt
 SID_SALT = "flask-session"  #: Flask-Session's signer salt for session ids

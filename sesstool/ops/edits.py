@@ -2,7 +2,7 @@
 
 An edit never overwrites a newer write. :func:`edit_session` reads the session,
 applies the change in Python, encodes it with the session's own serializer (only if
-that serializer holds the result exactly, see :mod:`sesstool.fidelity`) and writes
+that serializer holds the result exactly, see :mod:`sesstool.codecs.fidelity`) and writes
 it with the store's compare-and-set, which keeps the TTL. When the app wrote the
 session in between, the compare fails, nothing is written, and the change is applied
 again to the fresh value, up to :data:`RETRIES` times; then the edit fails (exit 3)
@@ -26,14 +26,14 @@ import tempfile
 import typing as t
 from dataclasses import dataclass, field
 
+from sesstool.codecs.fidelity import encode_exact, fingerprint
+from sesstool.codecs.picklewriter import protocol_of
+from sesstool.codecs.tagged import from_tagged, to_tagged
 from sesstool.errors import InvalidInput, StoreError, UndecodableValue
-from sesstool.fidelity import encode_exact, fingerprint
 from sesstool.ops.listing import get_decoded
 from sesstool.ops.records import Decoded, render_data
 from sesstool.ops.selectors import parse_value, split_path
-from sesstool.picklewriter import protocol_of
 from sesstool.stores.base import Store, StoredItem
-from sesstool.tagged import from_tagged, to_tagged
 
 #: How many times a change is re-applied to a session the app keeps writing.
 RETRIES = 8

@@ -7,7 +7,7 @@ session (compare-and-set keeps the TTL, and a session the app wrote meanwhile is
 read again and converted afresh).
 
 A session holding a value the target cannot hold exactly (see
-:mod:`sesstool.fidelity`: a datetime, Markup, tuple, ...) is left as it is and its
+:mod:`sesstool.codecs.fidelity`: a datetime, Markup, tuple, ...) is left as it is and its
 values are listed, unless ``lossy`` asks for the documented conversion. With
 ``dry_run`` nothing is written: the report is the pre-upgrade check, counting
 sessions per serializer and naming every value the target cannot hold.
@@ -18,8 +18,8 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass, field
 
+from sesstool.codecs.fidelity import Problem, encode_exact, find_problems, make_holdable
 from sesstool.errors import StoreError, UndecodableValue
-from sesstool.fidelity import Problem, encode_exact, find_problems, make_holdable
 from sesstool.ops import batchops
 from sesstool.ops.pacing import Pacer
 from sesstool.ops.records import UNKNOWN, decode_value, isolated, key_text

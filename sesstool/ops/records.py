@@ -19,10 +19,10 @@ import typing as t
 
 import msgspec
 
-from sesstool import serializers
+from sesstool.codecs import serializers
+from sesstool.codecs.tagged import to_tagged
 from sesstool.errors import InvalidInput, UndecodableValue
 from sesstool.stores.base import StoredItem
-from sesstool.tagged import to_tagged
 
 # Keys Flask itself keeps in every session; a session with nothing else is "empty".
 BOOKKEEPING_KEYS = frozenset({"_permanent"})

@@ -13,8 +13,8 @@ import re
 import typing as t
 import warnings
 
+from sesstool.codecs.tagged import to_tagged
 from sesstool.errors import InvalidInput
-from sesstool.tagged import to_tagged
 
 _MISSING = object()
 _EXPR = re.compile(r"(?P<field>[^=!~]+?)\s*(?P<op>!=|=|~)(?P<value>.*)", re.DOTALL)

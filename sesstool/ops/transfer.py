@@ -1,7 +1,7 @@
 """``export`` and ``import``: sessions as NDJSON records, and back, exactly.
 
 An export line is the contract's session record with ``data`` in the lossless
-tagged form (:mod:`sesstool.tagged`)::
+tagged form (:mod:`sesstool.codecs.tagged`)::
 
     {"sid": "abc", "key": "session:abc", "ttl": 2678399, "size": 93,
      "serializer": "msgpack", "data": {"user_id": 42, "_permanent": true}}
@@ -32,10 +32,11 @@ import re
 import typing as t
 from dataclasses import dataclass
 
-from sesstool import serializers
+from sesstool.codecs import serializers
+from sesstool.codecs.fidelity import encode_exact, encode_unchecked, fingerprint
+from sesstool.codecs.tagged import from_tagged
 from sesstool.durations import MAX_DURATION
 from sesstool.errors import InvalidInput, SesstoolError, UndecodableValue
-from sesstool.fidelity import encode_exact, encode_unchecked, fingerprint
 from sesstool.ops import batchops
 from sesstool.ops.listing import ScanCounters, iter_decoded
 from sesstool.ops.pacing import Pacer
@@ -51,7 +52,6 @@ from sesstool.ops.records import (
 )
 from sesstool.ops.selectors import Predicate
 from sesstool.stores.base import Store
-from sesstool.tagged import from_tagged
 
 SERIALIZER_NAMES = (*serializers.SERIALIZERS, serializers.UNKNOWN)
 

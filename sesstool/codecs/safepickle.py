@@ -8,16 +8,16 @@ REDUCE of ``os.system`` runs a command), so sesstool never calls it on stored da
 (containers, scalars, date and time types, ``uuid.UUID``, ``decimal.Decimal``,
 ``markupsafe.Markup``, ``collections.OrderedDict``). Every other global becomes a
 stand-in class that records how the pickle would have built the object and
-builds an :class:`~sesstool.values.OpaqueObject` instead: nothing is imported and
+builds an :class:`~sesstool.codecs.values.OpaqueObject` instead: nothing is imported and
 nothing is called.
 
-Reading works within the decoding budget (:mod:`sesstool.budget`), charged as the
+Reading works within the decoding budget (:mod:`sesstool.codecs.budget`), charged as the
 value is built: a few hundred bytes of memo references can describe 10**10 values,
 and allow-listed constructors applied to them (``str`` of a shared list, ``set`` of
 colliding items) would expand them, so the calls a pickle may make are checked
-builders (:mod:`sesstool.safecalls`), not the builtins. What comes back is always a
-tree of plain values that :func:`sesstool.tagged.to_tagged` can show (checked and
-copied out by :mod:`sesstool.pickletree`). Nothing a pickle does can change a
+builders (:mod:`sesstool.codecs.safecalls`), not the builtins. What comes back is always a
+tree of plain values that :func:`sesstool.codecs.tagged.to_tagged` can show (checked and
+copied out by :mod:`sesstool.codecs.pickletree`). Nothing a pickle does can change a
 class, a module or any object other than those it made itself.
 """
 
@@ -31,7 +31,7 @@ import re
 import typing as t
 import uuid
 
-from sesstool.budget import (
+from sesstool.codecs.budget import (
     ENTRY_COST,
     MAX_DEPTH,
     OBJECT_COST,
@@ -40,9 +40,9 @@ from sesstool.budget import (
     BudgetExceeded,
     check_int,
 )
-from sesstool.pickletree import Builder, Shape, plain
-from sesstool.safecalls import Allowed, fill_uuid, refuse
-from sesstool.standins import ALLOWED, StandIn, stand_in_class
+from sesstool.codecs.pickletree import Builder, Shape, plain
+from sesstool.codecs.safecalls import Allowed, fill_uuid, refuse
+from sesstool.codecs.standins import ALLOWED, StandIn, stand_in_class
 
 __all__ = ["MAX_DEPTH", "SafeUnpickler", "safe_loads"]
 
@@ -110,7 +110,7 @@ _CHARGED: _Dispatch = {
 class SafeUnpickler(Builder, _PureUnpickler):  # type: ignore[misc]
     """An unpickler that imports only the allow-list, never calls anything else, and
     stops as soon as the value it builds passes the decoding budget
-    (:mod:`sesstool.budget`).
+    (:mod:`sesstool.codecs.budget`).
 
     It is built on Python's pure-Python unpickler, not the C one: the C unpickler
     sizes its memo by the largest index a pickle names, so ``LONG_BINPUT 2**30`` (a
@@ -118,7 +118,7 @@ class SafeUnpickler(Builder, _PureUnpickler):  # type: ignore[misc]
     half-way. Every opcode that makes, fills or calls something is replaced here by
     one that charges the budget and accepts only what honest pickles do: APPENDS
     on a list, SETITEMS on a dict, BUILD on a stand-in or a fresh UUID, calls of
-    the checked builders in :mod:`sesstool.safecalls` and of stand-ins.
+    the checked builders in :mod:`sesstool.codecs.safecalls` and of stand-ins.
     """
 
     dispatch: t.ClassVar[_Dispatch] = {**_PureUnpickler.dispatch, **_CHARGED}
@@ -368,7 +368,7 @@ def safe_loads(data: bytes) -> t.Any:
     """Unpickle ``data`` with :class:`SafeUnpickler`; objects outside the allow-list
     come back as :class:`OpaqueObject` instances.
 
-    :raises sesstool.budget.BudgetExceeded: (an ``UndecodableValue``) when the value
+    :raises sesstool.codecs.budget.BudgetExceeded: (an ``UndecodableValue``) when the value
         passes the decoding budget: too large once shared references are copied,
         too deep, an integer too large, or decoding too slow.
     :raises pickle.UnpicklingError: and nothing else, for bytes that are not a

@@ -17,10 +17,19 @@ import pickle
 import typing as t
 import uuid
 
-from sesstool.budget import ENTRY_COST, MAX_BYTES, MAX_DEPTH, OBJECT_COST, SLOT_COST, Budget, BudgetExceeded, too_deep
-from sesstool.safecalls import Allowed
-from sesstool.standins import StandIn
-from sesstool.values import Markup, OpaqueObject
+from sesstool.codecs.budget import (
+    ENTRY_COST,
+    MAX_BYTES,
+    MAX_DEPTH,
+    OBJECT_COST,
+    SLOT_COST,
+    Budget,
+    BudgetExceeded,
+    too_deep,
+)
+from sesstool.codecs.safecalls import Allowed
+from sesstool.codecs.standins import StandIn
+from sesstool.codecs.values import Markup, OpaqueObject
 
 
 class Builder:

@@ -42,12 +42,12 @@ import uuid
 
 import msgspec
 
-from sesstool import serializers
+from sesstool.codecs import serializers
+from sesstool.codecs.picklewriter import dumps as pickle_dumps
+from sesstool.codecs.safepickle import safe_loads
+from sesstool.codecs.tagged import MsgpackExt, stable_order, to_tagged
+from sesstool.codecs.values import Markup, OpaqueObject
 from sesstool.errors import UndecodableValue
-from sesstool.picklewriter import dumps as pickle_dumps
-from sesstool.safepickle import safe_loads
-from sesstool.tagged import MsgpackExt, stable_order, to_tagged
-from sesstool.values import Markup, OpaqueObject
 
 _tagged_json = msgspec.json.Encoder()
 _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1

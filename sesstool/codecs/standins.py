@@ -3,12 +3,12 @@
 A pickle may name any class or function of the app (or ``os.system``). The
 restricted unpickler never imports it: :func:`stand_in_class` makes a class, private
 to one unpickler, whose instances record how the pickle would have built the
-object (arguments, state, items) and become :class:`~sesstool.values.OpaqueObject`
+object (arguments, state, items) and become :class:`~sesstool.codecs.values.OpaqueObject`
 values. The stand-ins keep everything on the instance: nothing a pickle does to one
 reaches any other value or any other session.
 
 :data:`ALLOWED` maps the names a pickle may really use to checked builders
-(:mod:`sesstool.safecalls`, plus the datetime and copyreg ones here, which must know
+(:mod:`sesstool.codecs.safecalls`, plus the datetime and copyreg ones here, which must know
 about stand-ins).
 """
 
@@ -19,12 +19,12 @@ import pickle
 import typing as t
 import uuid
 
-from sesstool.safecalls import ALLOWED as _CHECKED
-from sesstool.safecalls import Allowed, Args, Kwargs, refuse, time_type
-from sesstool.values import Markup, OpaqueObject
+from sesstool.codecs.safecalls import ALLOWED as _CHECKED
+from sesstool.codecs.safecalls import Allowed, Args, Kwargs, refuse, time_type
+from sesstool.codecs.values import Markup, OpaqueObject
 
 if t.TYPE_CHECKING:
-    from sesstool.safepickle import SafeUnpickler
+    from sesstool.codecs.safepickle import SafeUnpickler
 
 
 class StandIn(OpaqueObject):

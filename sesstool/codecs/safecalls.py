@@ -1,7 +1,7 @@
 """The only calls a pickle may make, each checking its arguments before it runs.
 
 A pickle names a callable (GLOBAL) and calls it (REDUCE, NEWOBJ, OBJ, INST). The
-restricted unpickler (:mod:`sesstool.safepickle`) resolves a short allow-list of
+restricted unpickler (:mod:`sesstool.codecs.safepickle`) resolves a short allow-list of
 names to :class:`Allowed` entries defined here, never to the real builtins, because
 an allow-listed constructor given the wrong arguments is a bomb: ``str`` of a
 shared nested list writes out 2**40 elements, ``int`` of a Decimal with a huge
@@ -23,11 +23,11 @@ import pickle
 import typing as t
 import uuid
 
-from sesstool.budget import check_int
-from sesstool.values import Markup, OpaqueObject
+from sesstool.codecs.budget import check_int
+from sesstool.codecs.values import Markup, OpaqueObject
 
 if t.TYPE_CHECKING:
-    from sesstool.safepickle import SafeUnpickler
+    from sesstool.codecs.safepickle import SafeUnpickler
 
 Args = tuple[t.Any, ...]
 Kwargs = dict[str, t.Any]

@@ -3,13 +3,13 @@
 - ``msgpack``: Flask-Session 0.7+ default, ``msgspec.msgpack.Encoder().encode(dict(session))``.
 - ``json``: Flask-Session 0.7+ with ``SESSION_SERIALIZATION_FORMAT='json'`` (msgspec.json).
 - ``pickle``: Flask-Session up to 0.6, ``pickle.dumps(dict(session))``; read only through
-  :mod:`sesstool.safepickle`, never with plain ``pickle``.
+  :mod:`sesstool.codecs.safepickle`, never with plain ``pickle``.
 
 A session value is always a map: a value that decodes to anything else is not a
 session, and ``auto`` detection reports it as ``unknown``. :func:`decode` never
 raises for what it finds in a store: bytes it cannot read are ``unknown``, and so
-are values past the decoding budget (:mod:`sesstool.budget`: at most 64 MiB, 1 s,
-200 levels, 4,096-bit integers). Whatever it returns, :func:`sesstool.tagged.to_tagged`
+are values past the decoding budget (:mod:`sesstool.codecs.budget`: at most 64 MiB, 1 s,
+200 levels, 4,096-bit integers). Whatever it returns, :func:`sesstool.codecs.tagged.to_tagged`
 can show as UTF-8 JSON.
 """
 
@@ -20,11 +20,11 @@ import typing as t
 
 import msgspec
 
-from sesstool.budget import MAX_DEPTH, MAX_INT_BITS, SMALL_INPUT, BudgetExceeded, check_msgspec_input, check_tree
+from sesstool.codecs.budget import MAX_DEPTH, MAX_INT_BITS, SMALL_INPUT, BudgetExceeded, check_msgspec_input, check_tree
+from sesstool.codecs.safepickle import safe_loads
+from sesstool.codecs.tagged import MsgpackExt
+from sesstool.codecs.values import OpaqueObject
 from sesstool.errors import InvalidInput, UndecodableValue
-from sesstool.safepickle import safe_loads
-from sesstool.tagged import MsgpackExt
-from sesstool.values import OpaqueObject
 
 SERIALIZERS = ("msgpack", "json", "pickle")
 CHOICES = ("auto", *SERIALIZERS)
@@ -57,7 +57,7 @@ _LONG_NUMBER = re.compile(rb"(?<![0-9])[0-9]{%d}" % _LONG_NUMBER_DIGITS)
 
 
 def _decode_msgpack(raw: bytes) -> t.Any:
-    """msgspec's msgpack decoder within the decoding budget (:mod:`sesstool.budget`):
+    """msgspec's msgpack decoder within the decoding budget (:mod:`sesstool.codecs.budget`):
     its integers fit 64 bits and its text is valid UTF-8, so size and depth are left."""
     if len(raw) <= MAX_DEPTH:  # the hot path: too short to be too deep or too large
         return _msgpack_decoder.decode(raw)
@@ -177,7 +177,7 @@ def encode(data: dict[t.Any, t.Any], serializer: str) -> bytes:
     elif serializer == "json":
         encoder = _json_encoder
     elif serializer == "pickle":
-        from sesstool.picklewriter import dumps
+        from sesstool.codecs.picklewriter import dumps
 
         return dumps(data)
     else:

@@ -54,8 +54,8 @@ import re
 import typing as t
 import uuid
 
+from sesstool.codecs.values import Markup, OpaqueObject
 from sesstool.errors import InvalidInput, UndecodableValue
-from sesstool.values import Markup, OpaqueObject
 
 TAGS = frozenset(
     {

@@ -4,13 +4,13 @@ Flask-Session up to 0.6 stored ``pickle.dumps(dict(session))``. When sesstool ed
 or imports such a session it keeps pickle, with the protocol of the original value
 when it can tell (:func:`protocol_of`), else Python's default.
 
-Every value :mod:`sesstool.safepickle` reads back is a real Python object (dict,
+Every value :mod:`sesstool.codecs.safepickle` reads back is a real Python object (dict,
 datetime, tuple, UUID, ...) that pickles as itself, with two exceptions:
 
-- :class:`sesstool.values.Markup` is written as ``markupsafe.Markup``, exactly as
+- :class:`sesstool.codecs.values.Markup` is written as ``markupsafe.Markup``, exactly as
   pickling a real Markup would (same opcodes, same bytes), so the app gets its
   Markup back. sesstool does not need markupsafe installed for this.
-- :class:`sesstool.values.OpaqueObject` (an object of one of the app's classes that
+- :class:`sesstool.codecs.values.OpaqueObject` (an object of one of the app's classes that
   sesstool never imports) cannot be re-created: :func:`dumps` refuses it, naming
   where it sits, instead of writing something the app would misread.
 """
@@ -22,9 +22,9 @@ import io
 import pickle
 import typing as t
 
+from sesstool.codecs.tagged import MsgpackExt
+from sesstool.codecs.values import Markup, OpaqueObject
 from sesstool.errors import UndecodableValue
-from sesstool.tagged import MsgpackExt
-from sesstool.values import Markup, OpaqueObject
 
 
 class _Markup(str):
