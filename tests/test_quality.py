@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("redis", "rich", "flask", "pymemcache", "werkzeug", "hiredis")
+HEAVY = ("redis", "rich", "flask", "pymemcache", "werkzeug", "hiredis", "sqlalchemy", "psycopg", "rdb")
 
 
 def imported_modules(*args: str) -> set[str]:
