@@ -1,7 +1,7 @@
 # Shared set-up for scripts/demo and scripts/test (sourced, not run).
 # Makes a virtualenv with sesstool for one dependency set, and installs
-# redis-server and memcached from Debian packages when they are missing and we
-# may use apt-get.
+# redis-server, memcached and PostgreSQL from Debian packages when they are
+# missing and we may use apt-get.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
@@ -60,13 +60,18 @@ apt_install() {  # installs Debian packages when root (or sudo works)
   DEBIAN_FRONTEND=noninteractive $runner apt-get install -y -qq "$@" >/dev/null
 }
 
+have_postgres() {  # Debian keeps initdb off PATH, under /usr/lib/postgresql/N/bin
+  command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+
 ensure_servers() {  # $1: "required" to fail when a server cannot be installed
   local missing=()
-  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server redis-tools)
   command -v memcached >/dev/null 2>&1 || missing+=(memcached)
+  have_postgres || missing+=(postgresql)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} with apt-get" >&2
-    if ! apt_install "${missing[@]}" redis-tools; then
+    if ! apt_install "${missing[@]}"; then
       if [ "${1:-}" = required ]; then
         echo "error: cannot install ${missing[*]} (need root or sudo and apt-get)" >&2
         exit 1
