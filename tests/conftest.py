@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import typing as t
 from dataclasses import dataclass
 
@@ -13,15 +12,19 @@ from hypothesis import HealthCheck, settings
 
 from sesstool.cli.main import main
 from sesstool.env import Environment
+from tests.properties import SCALE
 from tests.servers import ServerProcess, start_memcached, start_redis
 
-# Property tests: a bounded, repeatable run by default (CI and scripts/test), a
-# long random one on demand: HYPOTHESIS_PROFILE=long scripts/test -k property
+# Property tests: a bounded, repeatable run by default (CI and scripts/test); more
+# examples with SESSTOOL_PROPERTY_SCALE (tests/properties.py), then also random.
 settings.register_profile(
-    "default", max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+    "sesstool",
+    max_examples=100 * SCALE,
+    deadline=None,
+    derandomize=SCALE == 1,
+    suppress_health_check=[HealthCheck.too_slow],
 )
-settings.register_profile("long", max_examples=20_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+settings.load_profile("sesstool")
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,11 @@ import warnings
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sesstool.cookies.format import sign_cookie
+from tests.properties import examples
 
 KEY = "app secret key"
 HERE = Path(__file__).resolve().parent
@@ -334,7 +335,7 @@ class TestDecodeForms:
         assert result.stderr.startswith("error: ") and message in result.stderr and result.stderr.count("\n") == 1
 
 
-@settings(max_examples=60, deadline=None)
+@examples(60)
 @given(value=st.text(max_size=80))
 def test_cli_decode_never_fails_outside_the_contract(value: str) -> None:
     from tests.conftest import CliRunner

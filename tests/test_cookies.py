@@ -12,7 +12,7 @@ import uuid
 import zlib
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sesstool.codecs.values import Markup
@@ -29,6 +29,7 @@ from sesstool.cookies.format import (
     sign_sid,
 )
 from sesstool.errors import InvalidInput
+from tests.properties import examples
 
 KEY = "s3cret key"
 NOW = 1_795_000_000.0  # 2026-11-18
@@ -368,7 +369,7 @@ def cookie_like(draw: st.DrawFn) -> str:
     return ".".join(parts[: draw(st.integers(1, 3))])
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@examples(300)
 @given(value=cookie_like(), keys=st.lists(st.text(max_size=5), max_size=2))
 def test_decode_fails_only_with_invalid_input(value: str, keys: list[str]) -> None:
     try:
@@ -378,7 +379,7 @@ def test_decode_fails_only_with_invalid_input(value: str, keys: list[str]) -> No
     json.dumps(result.to_record())  # whatever decodes can be printed
 
 
-@settings(max_examples=150, deadline=None)
+@examples(150)
 @given(text=st.text(max_size=200), name=st.none() | st.text(min_size=1, max_size=5))
 def test_extract_fails_only_with_invalid_input(text: str, name: str | None) -> None:
     try:
@@ -403,7 +404,7 @@ _session_values = st.recursive(
 )  # fmt: skip
 
 
-@settings(max_examples=150, deadline=None)
+@examples(150)
 @given(data=st.dictionaries(st.text(max_size=6), _session_values, max_size=5))
 def test_sign_then_decode_round_trips(data: dict[str, t.Any]) -> None:
     result = decode_cookie(sign_cookie(data, KEY), [KEY])

@@ -3,14 +3,13 @@
 For any input: the decoder returns or raises only its documented errors (never a
 traceback for the CLI to show), stays within the decoding budget, and what it
 returns the tagged encoder can write as UTF-8 JSON that reads back as the same
-value. Example counts are modest for CI; ``SESSTOOL_FUZZ_SCALE=50`` runs fifty
+value. Example counts are modest for CI; ``SESSTOOL_PROPERTY_SCALE=50`` runs fifty
 times as many (see docs/budgets.md).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import struct
 import time
@@ -19,7 +18,7 @@ import typing as t
 import uuid
 
 import msgspec
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sesstool.codecs import serializers
@@ -30,12 +29,7 @@ from sesstool.codecs.tagged import TAGS, from_tagged, to_tagged
 from sesstool.codecs.values import Markup, OpaqueObject
 from sesstool.errors import InvalidInput
 from tests.pickleops import PROTO, call, doubling, get, global_, long, raw_bytes, session, text
-
-SCALE = int(os.environ.get("SESSTOOL_FUZZ_SCALE", "1"))
-
-
-def examples(count: int) -> t.Any:
-    return settings(max_examples=count * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+from tests.properties import examples
 
 
 def assert_shows_and_round_trips(data: t.Any) -> None:

@@ -10,7 +10,6 @@ Example counts are modest for CI; developers run a longer search with
 from __future__ import annotations
 
 import io
-import os
 import re
 import socket
 import threading
@@ -18,7 +17,7 @@ import typing as t
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from sesstool import redact
@@ -30,10 +29,10 @@ from sesstool.errors import InvalidInput, SesstoolError, UndecodableValue
 from sesstool.ops.selectors import parse_all
 from sesstool.ops.transfer import check_records, parse_record
 from sesstool.render.terminal import printable
+from tests.properties import examples
 
-_SCALE = max(1, int(os.environ.get("SESSTOOL_PROPERTY_SCALE", "1")))
-FEW = settings(max_examples=200 * _SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SOME = settings(max_examples=50 * _SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FEW = examples(200)
+SOME = examples(50)
 
 COOKIE_CHARS = st.sampled_from("ABCxyz019_-.=; :\"\n\t{}[]é\x00")
 cookie_text = st.text(COOKIE_CHARS, max_size=80) | st.text(max_size=80)

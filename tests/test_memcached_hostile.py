@@ -200,6 +200,7 @@ from sesstool.errors import InvalidInput  # noqa: E402
 from sesstool.stores import memcached_commands as commands  # noqa: E402
 from sesstool.stores.memcached_listing import InvalidKeys, decode_keys  # noqa: E402
 from sesstool.stores.memcached_wire import uri_encode  # noqa: E402
+from tests.properties import examples  # noqa: E402
 
 ANY_KEY = st.one_of(
     st.binary(max_size=260),
@@ -276,7 +277,7 @@ def test_store_urls_open_or_are_invalid_input(url: str) -> None:
 VALID_KEY_BYTES = st.binary(min_size=1, max_size=40).filter(lambda key: commands.valid_key(b"session:" + key))
 
 
-@settings(deadline=None, max_examples=50)
+@examples(50)
 @given(rests=st.lists(VALID_KEY_BYTES, min_size=1, max_size=5, unique=True))
 def test_any_valid_key_is_listed_and_read_back_from_a_real_server(memcached_server: ServerProcess,
                                                                   rests: list[bytes]) -> None:  # fmt: skip

@@ -10,13 +10,14 @@ import pickle
 import typing as t
 
 import msgspec
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sesstool.codecs.tagged import from_tagged
 from sesstool.ops.records import decode_item, make_record
 from sesstool.ops.transfer import export_record
 from sesstool.stores.base import StoredItem
+from tests.properties import examples
 
 SERIALIZERS = {"msgpack", "json", "pickle", "unknown"}
 _json = msgspec.json.Encoder()
@@ -69,13 +70,13 @@ def _check_record(value: bytes) -> dict[str, t.Any]:
     return record
 
 
-@settings(max_examples=200, deadline=None)
+@examples(200)
 @given(stored)
 def test_any_stored_value_gives_a_writable_record(value: bytes) -> None:
     _check_record(value)
 
 
-@settings(max_examples=100, deadline=None)
+@examples(100)
 @given(st.dictionaries(st.text(max_size=6), st.integers(-(2**63), 2**63 - 1) | st.text(max_size=6), max_size=5))
 def test_plain_sessions_round_trip_through_the_record(data: dict[str, t.Any]) -> None:
     for value in (msgspec.msgpack.encode(data), msgspec.json.encode(data), pickle.dumps(data, protocol=2)):

@@ -14,7 +14,7 @@ import typing as t
 import msgspec
 import pytest
 import redis
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sesstool.ops.listing import ScanCounters, iter_decoded, iter_plain_records
@@ -23,6 +23,7 @@ from sesstool.ops.selectors import parse_all
 from sesstool.ops.stats import StatsAccumulator
 from sesstool.stores.redis import RedisStore
 from sesstool.stores.scanseen import SeenKeys
+from tests.properties import examples
 
 pytestmark = pytest.mark.network
 
@@ -101,7 +102,7 @@ def test_purge_counts_each_session_once(repeating_store: RedisStore, criteria: C
     assert repeating_store.client.dbsize() == 0
 
 
-@settings(max_examples=200, deadline=None)
+@examples(200)
 @given(st.lists(st.lists(st.binary(max_size=6), max_size=40), max_size=30))
 def test_seen_keys_drops_exactly_the_repeats_in_order(batches: list[list[bytes]]) -> None:
     seen = SeenKeys()

@@ -10,13 +10,14 @@ import uuid
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sesstool.codecs import serializers
 from sesstool.codecs.tagged import MsgpackExt, to_tagged
 from sesstool.codecs.values import Markup, OpaqueObject
 from sesstool.errors import InvalidInput, UndecodableValue
+from tests.properties import examples
 
 # What a Flask-Session 0.8 app puts in a session through msgspec, and what it reads back.
 SESSION: dict[str, t.Any] = {
@@ -203,7 +204,7 @@ def test_decode_or_raise() -> None:
     assert info.value.exit_code == 4
 
 
-@settings(max_examples=500, deadline=None)
+@examples(500)
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
     for serializer in serializers.CHOICES:

@@ -11,12 +11,13 @@ import typing as t
 import uuid
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sesstool.codecs.tagged import TAGS, MsgpackExt, contains_opaque, from_tagged, to_tagged
 from sesstool.codecs.values import Markup, OpaqueObject
 from sesstool.errors import InvalidInput, UndecodableValue
+from tests.properties import examples
 
 
 def through_json(value: t.Any) -> t.Any:
@@ -140,13 +141,13 @@ sessions = st.dictionaries(st.text(), values, max_size=5)
 # -- the round trip -------------------------------------------------------------------------
 
 
-@settings(max_examples=300, deadline=None)
+@examples(300)
 @given(values)
 def test_every_value_survives_json_text(value: t.Any) -> None:
     assert same(through_json(value), value)
 
 
-@settings(max_examples=100, deadline=None)
+@examples(100)
 @given(sessions)
 def test_a_session_survives_and_is_plain_json(session: dict[str, t.Any]) -> None:
     tagged = to_tagged(session)
