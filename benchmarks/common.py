@@ -96,6 +96,7 @@ class Timed:
     max_rss_mb: float
     returncode: int
     stdout_bytes: int
+    cpu_seconds: float = 0.0  # the child's user + system time: steadier than wall time on a busy machine
 
 
 def run_timed(argv: list[str] | str, *, shell: bool = False, env: dict[str, str] | None = None) -> Timed:
@@ -109,7 +110,7 @@ def run_timed(argv: list[str] | str, *, shell: bool = False, env: dict[str, str]
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
-    return Timed(elapsed, usage.ru_maxrss / 1024, process.returncode, size)
+    return Timed(elapsed, usage.ru_maxrss / 1024, process.returncode, size, usage.ru_utime + usage.ru_stime)
 
 
 def best_of(runs: int, argv: list[str] | str, **kwargs: t.Any) -> Timed:

@@ -2,7 +2,8 @@
 
 A refactor's cost shows here before it lands: both revisions read the same
 loaded Redis, their runs alternate (so a noisy neighbour slows both alike), and
-the table gives min and median per revision and the ratio of the medians.
+the table gives min and median wall time per revision, and the ratios of the
+medians of wall time and of sesstool's own CPU time (steadier on a busy machine).
 
     .venv/bin/python benchmarks/compare.py main HEAD                 # 200,000 sessions, 5 runs each
     .venv/bin/python benchmarks/compare.py 73c3f32 HEAD --sessions 1000000 --runs 3
@@ -74,6 +75,7 @@ def main() -> None:
             rows = []
             for name in scenarios:
                 seconds: dict[str, list[float]] = {"old": [], "new": []}
+                cpu: dict[str, list[float]] = {"old": [], "new": []}
                 for _ in range(args.runs):
                     for label, (_, tree) in trees.items():
                         env = {**os.environ, "PYTHONPATH": str(tree)}
@@ -81,20 +83,23 @@ def main() -> None:
                         if result.returncode != 0:
                             raise SystemExit(f"{label} ({trees[label][0]}) failed on {name}: exit {result.returncode}")
                         seconds[label].append(result.seconds)
+                        cpu[label].append(result.cpu_seconds)
                 old, new = (statistics.median(seconds[k]) for k in ("old", "new"))
+                old_cpu, new_cpu = (statistics.median(cpu[k]) for k in ("old", "new"))
                 rows.append(
                     [
                         name,
                         f"{min(seconds['old']):.3f} / {old:.3f}",
                         f"{min(seconds['new']):.3f} / {new:.3f}",
                         f"{new / old:.2f}",
+                        f"{new_cpu / old_cpu:.2f}",
                     ]
                 )
         finally:
             server.terminate()
     old_commit, new_commit = trees["old"][0], trees["new"][0]
     print(f"\n{args.sessions:,} sessions, {args.runs} alternating runs each; seconds as min / median")
-    print(table(rows, ["scenario", f"old {old_commit}", f"new {new_commit}", "new/old (median)"]))
+    print(table(rows, ["scenario", f"old {old_commit}", f"new {new_commit}", "new/old wall", "new/old CPU"]))
 
 
 if __name__ == "__main__":
