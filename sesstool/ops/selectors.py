@@ -17,6 +17,8 @@ from sesstool.errors import InvalidInput
 from sesstool.tagged import to_tagged
 
 _MISSING = object()
+#: What :func:`lookup` returns for a path that is not there.
+MISSING = _MISSING
 _EXPR = re.compile(r"(?P<field>[^=!~]+?)\s*(?P<op>!=|=|~)(?P<value>.*)", re.DOTALL)
 _PRESENCE = re.compile(r"(?P<neg>!?)\s*(?P<field>[^=!~]+)")
 
