@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sign": ("sesstool.cli.cookies", "sign"),
     "crack": ("sesstool.cli.cookies", "crack"),
     "replay": ("sesstool.cli.replay", "replay"),
+    "doctor": ("sesstool.cli.doctor", "doctor"),
     "completion": ("sesstool.cli.completion", "completion"),
 }
 
