@@ -55,7 +55,9 @@ def doctor(ctx: click.Context, /, cookie: str | None, cookie_name: str | None, f
             if checks.check_reachable(report, store, settings.prefix):
                 sample = checks.read_sample(store, settings.prefix, settings.serializer)
                 checks.check_sessions(report, store, settings.prefix, sample)
-                checks.check_sample(report, sample, store.name, settings.app_serializer if config else None)
+                # Flask-Session 0.8 writes msgpack unless SESSION_SERIALIZATION_FORMAT says otherwise.
+                app_serializer = (settings.app_serializer or "msgpack") if config is not None else None
+                checks.check_sample(report, sample, store.name, app_serializer)
                 if config is not None:
                     checks.check_lifetime(report, sample, settings.lifetime)
                 if cookie is not None:

@@ -76,7 +76,7 @@ def session_id(report: Report, text: str, ctx: CookieContext) -> str | None:
     elif index is not None:
         report.add("cookie.signature", FAIL, f"only {key_label(index)} verifies it: Flask-Session checks signed "
                    "ids with the current key only, so this session is lost (the app starts a new one); "
-                   "`sesstool sign --sid SID` makes the cookie the current key signs")
+                   f"`sesstool sign --sid {sid}` prints the cookie the current key signs")
     else:
         report.add("cookie.signature", FAIL, "no key verifies it: the app starts a new session (SECRET_KEY "
                    "changed, or the cookie is from another deployment)")
