@@ -66,7 +66,7 @@ def test_planted_problems_are_found(cli: t.Any, redis_url: str, redis_client: t.
     assert found["sessions.pickle"] == "warn" and "migrate --to msgpack --dry-run" in text["sessions.pickle"]
     assert found["sessions.expiry"] == "warn" and "1 session never expires" in text["sessions.expiry"]
     assert found["serializers"] == "warn" and "json 1" in text["serializers"]
-    assert found["app.lifetime"] == "warn" and "1 session live longer" in text["app.lifetime"]
+    assert found["app.lifetime"] == "warn" and "1 session lives longer" in text["app.lifetime"]
     assert found["app.secret_key"] == "fail" and "well-known" in text["app.secret_key"]
     assert found["app.cookie_secure"] == "warn"
     assert found["app.cookie_httponly"] == "fail"
@@ -193,3 +193,38 @@ def test_a_flask_cookie_session_is_not_a_session_id(cli: t.Any, redis_url: str) 
     cookie = sign_cookie({"a": 1}, STRONG)
     result = cli("doctor", "--store", redis_url, "--cookie", cookie, "--format", "json")
     assert result.exit_code == 1 and levels(result)["cookie.kind"] == "fail"
+
+
+def test_memcached_sessions_under_another_prefix(cli: t.Any, memcached_server: t.Any) -> None:
+    app = make_app(memcached_servers=[(memcached_server.host, memcached_server.port)], prefix="other:")
+    from pymemcache.client.base import Client
+
+    client = Client((memcached_server.host, memcached_server.port))
+    client.flush_all()
+    client.close()
+    write_session(app, {"a": 1})
+    url = f"memcached://{memcached_server.host}:{memcached_server.port}"
+    result = cli("doctor", "--store", url, "--format", "json")
+    assert result.exit_code == 1
+    assert "'other:' (1 key)" in messages(result)["sessions.present"]
+
+
+def test_hostile_keys_and_values_never_reach_the_terminal_raw(cli: t.Any, redis_url: str, redis_client: t.Any,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from sesstool.cli.main import main
+    from sesstool.env import Environment
+
+    token = "A" * 43
+    redis_client.set(f"\x1b]52;c;aGk=\x07[red]evil:{token}".encode(), msgspec.msgpack.encode({"a": 1}), ex=60)
+    redis_client.set(b"session:" + b"\x1b[2J" + token.encode(), b"\xc1\xc1\xc1", ex=60)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    for rich in (False, True):
+        env = Environment(stdin=io.StringIO(), stdout=io.StringIO(), stderr=io.StringIO(), stdout_isatty=rich,
+                          stderr_isatty=False, no_color=not rich)
+        for args in ([], ["--prefix", "nothing:"], ["--cookie", "\x1b[2J" + token]):
+            main(["doctor", "--store", redis_url, *args], env)
+        out = t.cast(io.StringIO, env.stdout).getvalue()
+        assert "\x1b]52" not in out and "\x1b[2J" not in out and "\x07" not in out
+        assert "\\x1b" in out

@@ -71,3 +71,10 @@ def test_decode_reads_back_what_sign_made(cli: t.Any) -> None:
     cookie = cli("sign", "--sid", "some-session-id", "--secret-key", "k").stdout.strip()
     record = cli("decode", cookie, "--secret-key", "k", "--format", "json").json()
     assert record["kind"] == "signed-sid" and record["sid"] == "some-session-id" and record["verified"] is True
+
+
+def test_an_id_beginning_with_a_dash(cli: t.Any) -> None:
+    from sesstool.cookies.format import sign_sid
+
+    result = cli("sign", "--sid", "-Xy9abcdefghijklmnopqrstu", "--secret-key", "k")
+    assert result.exit_code == 0 and result.stdout.strip() == sign_sid("-Xy9abcdefghijklmnopqrstu", "k")

@@ -177,7 +177,8 @@ def check_lifetime(report: Report, sample: Sample, lifetime: int | None) -> None
     # A second of slack: a TTL is rounded from milliseconds.
     longer = [ttl for ttl in sample.ttls if ttl > lifetime + 1]
     if longer:
-        report.add("app.lifetime", WARN, f"{_plural(len(longer), 'session')} live longer than the app's "
+        verb = "lives" if len(longer) == 1 else "live"
+        report.add("app.lifetime", WARN, f"{_plural(len(longer), 'session')} {verb} longer than the app's "
                    f"PERMANENT_SESSION_LIFETIME ({format_duration(lifetime)}), up to {format_duration(max(longer))}: "
                    "written under an older, longer setting; they expire on their own, or purge them")
     else:
