@@ -228,3 +228,16 @@ def test_hostile_keys_and_values_never_reach_the_terminal_raw(cli: t.Any, redis_
         out = t.cast(io.StringIO, env.stdout).getvalue()
         assert "\x1b]52" not in out and "\x1b[2J" not in out and "\x07" not in out
         assert "\\x1b" in out
+
+
+def test_a_cookie_session_app_gets_its_app_checks(cli: t.Any, apps: AppDir) -> None:
+    apps.write("cookies", f"""
+from flask import Flask
+app = Flask(__name__)
+app.config.update(SECRET_KEY={STRONG!r}, SESSION_COOKIE_SECURE=True, SESSION_COOKIE_SAMESITE="Strict")
+""")
+    result = cli("doctor", "--app", "cookies:app", "--format", "json")
+    assert result.exit_code == 0, result.stdout
+    found = levels(result)
+    assert found["store.kind"] == "ok" and "store.reachable" not in found
+    assert found["app.secret_key"] == "ok" and found["app.cookie_samesite"] == "ok"

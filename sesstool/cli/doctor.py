@@ -34,50 +34,31 @@ def doctor(ctx: click.Context, /, cookie: str | None, cookie_name: str | None, f
       sesstool doctor --app 'web:create_app()' --format json
       sesstool doctor --app web:app --cookie 'session=IMlgd76J...W0.HigvzOo9...'
     """
-    from sesstool.deadline import DeadlineExceeded
-    from sesstool.errors import StoreError
-    from sesstool.ops import doctor as checks
-    from sesstool.ops.doctor_app import check_cookie_flags, check_secret_keys, check_signer
-    from sesstool.ops.doctor_trace import CookieContext, trace_cookie
+    from sesstool.app.config import SUPPORTED_TYPES
+    from sesstool.cli.options import given
+    from sesstool.ops.diagnose import Subject, diagnose
+    from sesstool.ops.doctor_trace import CookieContext
     from sesstool.render.checklist import emit_checklist
 
     env: Environment = ctx.obj
-    settings = resolve_settings(ctx)
-    report = checks.Report()
-    try:
-        store = settings.open_store()
-    except (StoreError, DeadlineExceeded) as e:
-        report.add("store.reachable", checks.FAIL, f"{e}: check --store and that the server runs")
-        store = None
+    settings = resolve_settings(ctx, require_store=False)
     config = getattr(settings.app, "config", None)
-    if store is not None:
-        try:
-            if checks.check_reachable(report, store, settings.prefix):
-                sample = checks.read_sample(store, settings.prefix, settings.serializer)
-                checks.check_sessions(report, store, settings.prefix, sample)
-                # Flask-Session 0.8 writes msgpack unless SESSION_SERIALIZATION_FORMAT says otherwise.
-                app_serializer = (settings.app_serializer or "msgpack") if config is not None else None
-                checks.check_sample(report, sample, store.name, app_serializer)
-                if config is not None:
-                    checks.check_lifetime(report, sample, settings.lifetime)
-                if cookie is not None:
-                    def open_other(url: str) -> t.Any:
-                        return dataclasses.replace(settings, store_url=url, client=None).open_store()
+    # With --app, the store is the app's, unless it keeps sessions elsewhere (Flask's
+    # cookie, or a backend sesstool does not read) and --store names none.
+    has_store = config is None or given(ctx, "store_url") or str(config.get("SESSION_TYPE")).lower() in SUPPORTED_TYPES
+    use_signer = config.get("SESSION_USE_SIGNER") if config is not None else None
 
-                    use_signer = config.get("SESSION_USE_SIGNER") if config is not None else None
-                    trace_cookie(report, store, cookie, CookieContext(
-                        settings.prefix, settings.serializer, settings.secret_keys,
-                        cookie_name or settings.cookie_name, settings.store_url,
-                        None if use_signer is None else bool(use_signer), open_other))
-        except (StoreError, DeadlineExceeded) as e:
-            report.add("store.failed", checks.FAIL, f"the store failed part way: {e}; run doctor again")
-        finally:
-            store.close()
-    if config is not None:
-        check_secret_keys(report, config)
-        check_cookie_flags(report, config)
-        check_signer(report, config)
-    result = report.as_json()
-    emit_checklist(env, result, fmt)
-    if result["failed"]:
+    def open_other(url: str) -> t.Any:
+        return dataclasses.replace(settings, store_url=url, client=None).open_store()
+
+    report = diagnose(Subject(
+        open_store=settings.open_store if has_store else None,
+        prefix=settings.prefix, serializer=settings.serializer, config=config,
+        app_serializer=settings.app_serializer, lifetime=settings.lifetime, cookie=cookie,
+        cookie_context=CookieContext(settings.prefix, settings.serializer, settings.secret_keys,
+                                     cookie_name or settings.cookie_name, settings.store_url,
+                                     None if use_signer is None else bool(use_signer), open_other),
+    )).as_json()
+    emit_checklist(env, report, fmt)
+    if report["failed"]:
         ctx.exit(1)
