@@ -9,7 +9,7 @@ from __future__ import annotations
 import typing as t
 
 from sesstool.env import Environment
-from sesstool.render.output import emit_many, emit_one
+from sesstool.render.output import Column, emit_many, emit_one
 from sesstool.render.terminal import printable, printable_lines
 
 _MARKS = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
@@ -22,8 +22,6 @@ def emit_checklist(env: Environment, report: dict[str, t.Any], fmt: str) -> None
         emit_one(env, report, fmt)
         return
     if fmt == "csv":
-        from sesstool.render.output import Column
-
         emit_many(env, report["checks"], fmt, [Column("id", "id"), Column("level", "level"),
                                                 Column("message", "message")])
         return
@@ -36,9 +34,8 @@ def emit_checklist(env: Environment, report: dict[str, t.Any], fmt: str) -> None
 
         console = Console(file=env.stdout, soft_wrap=True)
         for check in checks:
-            line = Text(_MARKS[check["level"]], style=_STYLES[check["level"]])
-            line.append(f"  {check['id']:<{width}}  {printable(check['message'])}")
-            console.print(line)
+            console.print(Text.assemble((_MARKS[check["level"]], _STYLES[check["level"]]),
+                                        f"  {check['id']:<{width}}  {printable(check['message'])}"))
         console.print(Text(summary.rstrip("\n")))
         return
     lines = "".join(f"{_MARKS[c['level']]}  {c['id']:<{width}}  {printable(c['message'])}\n" for c in checks)
