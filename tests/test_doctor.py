@@ -135,7 +135,7 @@ def test_a_good_cookie_traces_clean(cli: t.Any, signed: t.Any) -> None:
     result = cli("doctor", "--app", "signed:app", "--cookie", f"session={written.cookie}", "--format", "json")
     assert result.exit_code == 0, result.stdout
     found, text = levels(result), messages(result)
-    for check in ("cookie.signature", "cookie.sid", "cookie.key", "cookie.ttl", "cookie.decode"):
+    for check in ("cookie.signature", "cookie.sid", "cookie.key", "cookie.ttl", "cookie.decode", "store.reachable"):
         assert found[check] == "ok", (check, text)
     assert f"session:{written.sid}" in text["cookie.sid"]
     assert "decodes as msgpack" in text["cookie.decode"]
@@ -148,6 +148,7 @@ def test_a_cookie_only_a_fallback_verifies_is_a_lost_session(cli: t.Any, signed:
     assert result.exit_code == 1
     assert levels(result)["cookie.signature"] == "fail"
     assert "only fallback 1 verifies it" in messages(result)["cookie.signature"]
+    assert levels(result)["app.signer"] == "warn"  # fallbacks set, which the signer ignores
     forged = cli("sign", "--sid", written.sid, "--secret-key", "nobody's key").stdout.strip()
     assert "no key verifies it" in messages(cli("doctor", "--app", "signed:app", "--cookie", forged,
                                                  "--format", "json"))["cookie.signature"]

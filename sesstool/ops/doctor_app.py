@@ -98,7 +98,11 @@ def check_signer(report: Report, config: t.Mapping[str, t.Any]) -> None:
     """``app.signer``: ``SESSION_USE_SIGNER``, and the id length it would protect."""
     length = config.get("SESSION_ID_LENGTH", 32)
     short = isinstance(length, int) and length < 16
-    if config.get("SESSION_USE_SIGNER"):
+    if config.get("SESSION_USE_SIGNER") and config.get("SECRET_KEY_FALLBACKS"):
+        report.add("app.signer", WARN, "session ids are signed (SESSION_USE_SIGNER) and SECRET_KEY_FALLBACKS is "
+                   "set, but Flask-Session's signer ignores fallbacks: every id signed with an older key is a lost "
+                   "session; keep the old key current until those expire, or turn the (deprecated) signer off")
+    elif config.get("SESSION_USE_SIGNER"):
         report.add("app.signer", OK, "session ids are signed (SESSION_USE_SIGNER, deprecated in Flask-Session "
                    "0.8): rotating SECRET_KEY logs everyone out, as the signer ignores SECRET_KEY_FALLBACKS")
     elif short:

@@ -96,15 +96,14 @@ def trace_cookie(report: Report, store: Store, text: str, ctx: CookieContext) ->
         report.add("cookie.key", FAIL, f"cannot read {key!r}: {e}")
         return
     if item is None:
-        where = find_elsewhere(store, sid, ctx)
+        where, searched = find_elsewhere(store, sid, ctx)
         if where:
             report.add("cookie.key", FAIL, f"no key {key!r} in {store.describe()}, but the session is "
                        f"{where}: the app and sesstool look in different places; align SESSION_KEY_PREFIX / "
                        "the store URL (--prefix, --store) with where the app writes")
         else:
-            report.add("cookie.key", FAIL, f"no key {key!r} in {store.describe()}, nor under another prefix or "
-                       "database: the session expired or was deleted (logout, purge, eviction); the user must "
-                       "log in again")
+            report.add("cookie.key", FAIL, f"no key {key!r} in {store.describe()}, nor elsewhere ({searched}): "
+                       "the session expired or was deleted (logout, purge, eviction); the user must log in again")
         return
     if item.kind != STRING:
         report.add("cookie.key", FAIL, f"{key!r} holds a Redis {item.kind}, not a session value")
@@ -123,23 +122,28 @@ def trace_cookie(report: Report, store: Store, text: str, ctx: CookieContext) ->
         report.add("cookie.decode", OK, f"decodes as {decoded.serializer} ({len(decoded.data)} fields)")
 
 
-def find_elsewhere(store: Store, sid: str, ctx: CookieContext) -> str | None:
+def find_elsewhere(store: Store, sid: str, ctx: CookieContext) -> tuple[str | None, str]:
     """Where the session ``sid`` is, when not under the prefix: another prefix of this
-    database, or (plain ``redis://`` URLs) another database of the server."""
+    database, or (plain ``redis://`` URLs) another database of the server; and, for
+    the message, what was searched."""
     try:
         keyspace = survey(store, find_sid=sid)
     except _StoreErrors:
-        return None
+        return None, "the keyspace could not be listed"
+    searched = f"{keyspace.listed:,} keys of this database listed" + ("" if keyspace.complete else ", stopped there")
     expected = ctx.prefix + sid
     found = [key for key in keyspace.found if key != expected]
     if found:
-        return f"under {found[0]!r} in this database"
-    if ctx.open_other is None:
-        return None
+        return f"under {found[0]!r} in this database", searched
+    open_other = ctx.open_other
+    urls = other_database_urls(ctx.store_url) if open_other is not None else []
+    if open_other is None or not urls:
+        return None, searched + "; other databases not searched (only for plain redis:// URLs)"
     prefixes = list(dict.fromkeys([ctx.prefix, *(p.prefix for p in keyspace.prefixes)]))[:10]
-    for url in other_database_urls(ctx.store_url):
+    searched += f"; the server's {len(urls)} other databases"
+    for url in urls:
         try:
-            other = ctx.open_other(url)
+            other = open_other(url)
         except (*_StoreErrors, InvalidInput):
             continue
         try:
@@ -150,5 +154,5 @@ def find_elsewhere(store: Store, sid: str, ctx: CookieContext) -> str | None:
             other.close()
         for item in items:
             if item.kind == STRING and item.value is not None:
-                return f"{item.key.decode('utf-8', 'backslashreplace')!r} in {redact_url(url)}"
-    return None
+                return f"{item.key.decode('utf-8', 'backslashreplace')!r} in {redact_url(url)}", searched
+    return None, searched
