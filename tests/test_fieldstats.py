@@ -198,3 +198,14 @@ def test_fields_of_json_and_pickled_sessions(cli: t.Any, redis_url: str, redis_c
     json_size = len(msgspec.json.encode("cart")) + len(msgspec.json.encode(["a", "b"]))
     pickled_size = len(msgspec.json.encode("cart")) + len(msgspec.json.encode(["c"]))  # measured as tagged JSON
     assert cart == {"field": "cart", "sessions": 2, "bytes": json_size + pickled_size, "max": json_size}
+
+
+def test_lone_surrogates_in_values_and_field_names(cli: t.Any, redis_url: str, redis_client: t.Any) -> None:
+    import pickle
+
+    redis_client.set(b"session:odd-pickle", pickle.dumps({"_user_id": "u\udc80", "k\udcff": 1}, protocol=4))
+    by = cli("stats", "--store", redis_url, "--by", "_user_id", "--format", "json")
+    assert by.exit_code == 0, by.stderr
+    assert by.json()["values"][0]["value"] == "u\\udc80"
+    fields = cli("stats", "--store", redis_url, "--fields")
+    assert fields.exit_code == 0 and "k\\udcff" in fields.stdout

@@ -10,6 +10,7 @@ and a Misra-Gries heavy-hitters summary past it, with the error stated.
 from __future__ import annotations
 
 import hashlib
+import json
 import typing as t
 from dataclasses import dataclass, field
 
@@ -111,6 +112,12 @@ def value_name(value: t.Any) -> str:
 
 
 def _bounded(text: str) -> str:
+    """``text`` fit to tally and print: lone surrogates (a pickle can hold them, UTF-8
+    output cannot) as ``\\udcxx`` escapes, and shortened past :data:`MAX_NAME_LENGTH`."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if len(text) <= MAX_NAME_LENGTH:
         return text
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
@@ -175,19 +182,32 @@ def field_sizes(decoded: Decoded) -> list[tuple[str, int]]:
     :raises UndecodableValue: when a value cannot be measured.
     """
     data = t.cast(dict[t.Any, t.Any], decoded.data)
-    encode: t.Callable[[t.Any], bytes]
-    encode = _msgpack.encode if decoded.serializer == "msgpack" else _json.encode
-    tagged = decoded.serializer not in ("msgpack", "json")
+    native = {"msgpack": _msgpack.encode, "json": _json.encode}.get(decoded.serializer)
     sizes = []
     for key, value in data.items():
         name = key if isinstance(key, str) else value_name(key)
-        pair = (to_tagged(key), to_tagged(value)) if tagged else (key, value)
-        try:
-            size = len(encode(pair[0])) + len(encode(pair[1]))
-        except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
-            size = len(_json.encode(to_tagged(key))) + len(_json.encode(to_tagged(value)))
+        size = None
+        if native is not None:
+            try:
+                size = len(native(key)) + len(native(value))
+            except _ENCODE_ERRORS:
+                pass
+        if size is None:
+            size = _tagged_size(key) + _tagged_size(value)
         sizes.append((_bounded(name), size))
     return sizes
+
+
+_ENCODE_ERRORS = (TypeError, ValueError, OverflowError, msgspec.EncodeError)
+
+
+def _tagged_size(value: t.Any) -> int:
+    tagged = to_tagged(value)
+    try:
+        return len(_json.encode(tagged))
+    except _ENCODE_ERRORS:
+        # A lone surrogate (pickles can hold them): stdlib json writes it as an escape.
+        return len(json.dumps(tagged, separators=(",", ":")))
 
 
 @dataclass
