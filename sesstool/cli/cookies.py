@@ -157,10 +157,12 @@ def decode(
 
 
 @click.command("sign")
-@click.argument("data")
+@click.argument("data", required=False)
+@click.option("--sid", metavar="SID", default=None,
+              help="Sign this session id instead (Flask-Session's SESSION_USE_SIGNER cookie value).")
 @secret_key_options
 @app_option
-@click.option("--salt", default=None, help="Signer salt. [default: cookie-session]")
+@click.option("--salt", default=None, help="Signer salt. [default: cookie-session; flask-session with --sid]")
 @click.option("--digest", default=None, help=_DIGEST_HELP)
 @click.option("--legacy", is_flag=True, help="Write an itsdangerous < 1.0 timestamp (for Flask before 1.0).")
 @format_option
@@ -168,7 +170,8 @@ def decode(
 def sign(
     ctx: click.Context,
     /,
-    data: str,
+    data: str | None,
+    sid: str | None,
     salt: str | None,
     digest: str | None,
     legacy: bool,
@@ -179,11 +182,15 @@ def sign(
 
     DATA is JSON (`-` for stdin) in sesstool's tagged form, so what `decode --format json`
     prints (its `data`, or the whole record) signs back to an equivalent cookie.
+    With --sid, print instead the cookie value a SESSION_USE_SIGNER app sets for
+    that session id (`sid.signature`, byte for byte what Flask-Session writes).
 
     \b
     Examples:
       sesstool sign '{"user_id": 42, "_fresh": true}' --secret-key "$KEY"
       sesstool decode "$COOKIE" --format json | sesstool sign - --secret-key "$KEY"
+      sesstool sign --sid 3q2-7wEjRb0... --secret-key "$KEY"
+      sesstool sign --sid 3q2-7wEjRb0... --app myapp:app --format json
     """
     import json
 
@@ -191,10 +198,19 @@ def sign(
     from sesstool.cookies.format import DEFAULT_SALT, sign_cookie
 
     env: Environment = ctx.obj
-    signer = _signer_settings(ctx, salt, digest)
+    if (data is None) == (sid is None):
+        raise InvalidInput("give DATA (a JSON object) or --sid SID (one of them)")
+    if sid is not None and legacy:
+        raise InvalidInput("--legacy is for cookie sessions; a signed session id has no timestamp")
+    # The app's interface salt is its cookie sessions' one: a signed id always uses
+    # Flask-Session's own, so --sid only takes an explicit --salt.
+    signer = _signer_settings(ctx, salt, digest) if sid is None else _signer_settings(ctx, None, digest)
     if not signer.keys:
         raise NoKey("sign needs a key: --secret-key, --secret-key-file or SESSTOOL_SECRET_KEY")
-    text = env.stdin.read() if data == "-" else data
+    if sid is not None:
+        _emit_cookie(env, _signed_sid(sid, signer.keys[0], salt, signer.digest), fmt)
+        return
+    text = env.stdin.read() if data == "-" else t.cast(str, data)
     try:
         parsed = json.loads(text)
     except ValueError as e:
@@ -210,6 +226,23 @@ def sign(
         digest=signer.digest,
         legacy=legacy,
     )
+    _emit_cookie(env, cookie, fmt)
+
+
+def _signed_sid(sid: str, key: str | bytes, salt: str | None, digest: str) -> str:
+    """``sid.signature`` as Flask-Session signs it with the app's current key only."""
+    from sesstool.cookies.format import SID_SALT, sign_sid
+
+    sid = sid.strip()
+    if not sid:
+        raise InvalidInput("empty session id")
+    if not sid.isascii() or not sid.isprintable() or any(ch in sid for ch in ' ;,"\\'):
+        # RFC 6265 cookie-octets: a value with these would not come back as sent.
+        raise InvalidInput(f"{sid!r} is not a session id a cookie can carry (spaces, ';', ',' ...)")
+    return sign_sid(sid, key, salt=salt or SID_SALT, digest=digest)
+
+
+def _emit_cookie(env: Environment, cookie: str, fmt: str) -> None:
     if fmt == "table":
         emit_text(env, cookie)
     else:

@@ -1,4 +1,4 @@
-"""Read-only commands: ``list``, ``show``, ``stats``."""
+"""Read-only commands: ``list``, ``show`` (``stats`` is in :mod:`sesstool.cli.stats`)."""
 
 from __future__ import annotations
 
@@ -231,67 +231,3 @@ def _human_record(record: dict[str, t.Any]) -> str:
     data = record.get("data")
     body = "  (cannot be decoded)" if data is None else json.dumps(data, indent=2, ensure_ascii=False)
     return "\n".join(lines) + "\n" + body + "\n"
-
-
-@click.command()
-@store_options
-@where_option
-@batch_option
-@format_option
-@click.pass_context
-def stats(ctx: click.Context, /, where: tuple[str, ...], batch: int, fmt: str, **_: t.Any) -> None:
-    """Count sessions by serializer; sessions without expiry; size and TTL percentiles.
-
-    Sessions that cannot be decoded count as unknown and as "undecodable" (exit 0,
-    with a warning).
-
-    \b
-    Examples:
-      sesstool stats
-      sesstool stats --where user_id --format json
-    """
-    from sesstool.ops.listing import ScanCounters, iter_decoded
-    from sesstool.ops.selectors import parse_all
-    from sesstool.ops.stats import StatsAccumulator
-
-    env: Environment = ctx.obj
-    settings = resolve_settings(ctx)
-    predicate = parse_all(where)
-    store = settings.open_store()
-    counters = ScanCounters()
-    accumulator = StatsAccumulator()
-    progress = Progress(env.stderr, "scanned", enabled=env.show_progress)
-    try:
-        for decoded in iter_decoded(
-            store,
-            settings.prefix,
-            serializer=settings.serializer,
-            where=predicate,
-            counters=counters,
-            batch=batch,
-            on_batch=progress.advance,
-        ):
-            accumulator.add(decoded)
-    finally:
-        progress.finish()
-        store.close()
-    result = accumulator.result(undecodable=counters.undecodable)
-    emit_one(env, result, fmt, human=lambda: _human_stats(result))
-    warn_other_types(env, counters, settings.prefix, selected=predicate is not None)
-
-
-def _human_stats(result: dict[str, t.Any]) -> str:
-    size, ttl = result["size"], result["ttl"]
-    by_serializer = ", ".join(f"{name} {n:,}" for name, n in result["serializers"].items()) or "-"
-    undecodable = f"undecodable   {result['undecodable']:,}\n" if result["undecodable"] else ""
-    return (
-        f"sessions      {result['count']:,}\n"
-        f"serializers   {by_serializer}\n"
-        f"no expiry     {result['no_ttl']:,}\n"
-        f"empty         {result['empty']:,}\n"
-        f"{undecodable}"
-        f"size          total {size['total']:,} B, p50 {size['p50'] or 0:,} B, "
-        f"p95 {size['p95'] or 0:,} B, max {size['max'] or 0:,} B\n"
-        f"ttl           min {format_duration(ttl['min'])}, p50 {format_duration(ttl['p50'])}, "
-        f"max {format_duration(ttl['max'])}\n"
-    )

@@ -24,7 +24,7 @@ from sesstool.errors import SesstoolError, StoreError
 COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("sesstool.cli.inspect", "list_sessions"),
     "show": ("sesstool.cli.inspect", "show"),
-    "stats": ("sesstool.cli.inspect", "stats"),
+    "stats": ("sesstool.cli.stats", "stats"),
     "edit": ("sesstool.cli.sessions", "edit"),
     "expire": ("sesstool.cli.sessions", "expire"),
     "persist": ("sesstool.cli.sessions", "persist"),
@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sign": ("sesstool.cli.cookies", "sign"),
     "crack": ("sesstool.cli.cookies", "crack"),
     "replay": ("sesstool.cli.replay", "replay"),
+    "doctor": ("sesstool.cli.doctor", "doctor"),
     "completion": ("sesstool.cli.completion", "completion"),
 }
 

@@ -161,7 +161,8 @@ class Settings:
         return DeadlineStore(store, self.timeout)
 
 
-def _given(ctx: click.Context, name: str) -> bool:
+def given(ctx: click.Context, name: str) -> bool:
+    """Whether the user gave option ``name`` (on the command line or in its env var)."""
     source = ctx.get_parameter_source(name)
     return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
@@ -186,18 +187,18 @@ def resolve_settings(ctx: click.Context, *, require_store: bool = True) -> Setti
                 settings.app_serializer = value
             else:
                 setattr(settings, name, value)
-        store_given = params.get("store_url") is not None and _given(ctx, "store_url")
+        store_given = params.get("store_url") is not None and given(ctx, "store_url")
         if require_store and app_settings.store_url is None and app_settings.client is None and not store_given:
             raise InvalidInput(
                 f"the app {app_import!r} names no session store (SESSION_TYPE is not redis or "
                 "memcached): give --store, or use `sesstool decode` for Flask's cookie sessions"
             )
-    if params.get("store_url") is not None and _given(ctx, "store_url"):
+    if params.get("store_url") is not None and given(ctx, "store_url"):
         settings.store_url = params["store_url"]
         settings.client = None
-    if params.get("prefix") is not None and _given(ctx, "prefix"):
+    if params.get("prefix") is not None and given(ctx, "prefix"):
         settings.prefix = params["prefix"]
-    if params.get("serializer") is not None and _given(ctx, "serializer"):
+    if params.get("serializer") is not None and given(ctx, "serializer"):
         settings.serializer = params["serializer"]
     keys = list(params.get("secret_keys") or ())
     key_file = params.get("secret_key_file")

@@ -17,6 +17,8 @@ from sesstool.codecs.tagged import to_tagged
 from sesstool.errors import InvalidInput
 
 _MISSING = object()
+#: What :func:`lookup` returns for a path that is not there.
+MISSING = _MISSING
 _EXPR = re.compile(r"(?P<field>[^=!~]+?)\s*(?P<op>!=|=|~)(?P<value>.*)", re.DOTALL)
 _PRESENCE = re.compile(r"(?P<neg>!?)\s*(?P<field>[^=!~]+)")
 

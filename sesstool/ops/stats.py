@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import bisect
 import typing as t
 from dataclasses import dataclass, field
 
@@ -32,6 +33,13 @@ class StatsAccumulator:
         if is_empty(decoded.data):
             self.empty += 1
 
+    def histograms(self) -> dict[str, list[tuple[str, int]]]:
+        """Size and TTL spread in fixed buckets (sessions without expiry last), for charts."""
+        ttl = histogram(self.ttls, TTL_BUCKETS)
+        if self.no_ttl:
+            ttl.append(("never expires", self.no_ttl))
+        return {"size": histogram(self.sizes, SIZE_BUCKETS), "ttl": ttl}
+
     def result(self, *, undecodable: int = 0) -> dict[str, t.Any]:
         """The ``stats`` figures; ``undecodable`` counts the sessions that could not be
         decoded (as ``unknown`` in ``serializers``, or left out by a ``--where``)."""
@@ -55,6 +63,22 @@ class StatsAccumulator:
             },
             "undecodable": undecodable,
         }
+
+
+#: Upper bounds (exclusive) of the buckets ``stats`` draws on a terminal, with labels.
+SIZE_BUCKETS = ((128, "< 128 B"), (512, "< 512 B"), (2048, "< 2 KiB"), (8192, "< 8 KiB"),
+                (32768, "< 32 KiB"), (131072, "< 128 KiB"), (524288, "< 512 KiB"), (None, ">= 512 KiB"))
+TTL_BUCKETS = ((60, "< 1 minute"), (3600, "< 1 hour"), (86400, "< 1 day"), (7 * 86400, "< 7 days"),
+               (31 * 86400, "< 31 days"), (None, ">= 31 days"))
+
+
+def histogram(values: t.Iterable[int], buckets: t.Sequence[tuple[int | None, str]]) -> list[tuple[str, int]]:
+    """How many of ``values`` fall in each bucket, as ``(label, count)`` in bucket order."""
+    bounds = [bound for bound, _ in buckets if bound is not None]
+    counts = [0] * len(buckets)
+    for value in values:
+        counts[bisect.bisect_right(bounds, value)] += 1
+    return [(label, count) for (_, label), count in zip(buckets, counts, strict=True)]
 
 
 def percentile(ordered: t.Sequence[int], pct: float) -> int | None:
