@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from sesstool.codecs.tagged import MsgpackExt, to_tagged
 from sesstool.errors import UndecodableValue
 from sesstool.ops.records import Decoded, isolated
 from sesstool.ops.selectors import MISSING, lookup, split_path
-from sesstool.tagged import MsgpackExt, to_tagged
 
 #: Distinct values (or field names) counted exactly; past this, counts are approximate.
 DEFAULT_CAPACITY = 100_000
