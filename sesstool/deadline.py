@@ -30,6 +30,9 @@ import typing as t
 
 from sesstool.errors import InvalidInput
 
+if t.TYPE_CHECKING:
+    from sesstool.stores.base import Store
+
 DEFAULT_TIMEOUT = 30.0  #: seconds; ``--timeout`` / ``SESSTOOL_TIMEOUT``
 MAX_TIMEOUT = 86400.0
 
@@ -76,7 +79,11 @@ def deadline(seconds: float | None, what: str) -> t.Iterator[None]:
         yield
         return
     outer_left, _ = signal.setitimer(signal.ITIMER_REAL, 0)
+    # None when the handler was not set from Python (or while the interpreter shuts
+    # down and finalizes a half-read scan): restore the default then.
     outer_handler = signal.getsignal(signal.SIGALRM)
+    if outer_handler is None:
+        outer_handler = signal.SIG_DFL
     limit = min(seconds, outer_left) if outer_left else seconds
 
     def fire(signum: int, frame: t.Any) -> None:
@@ -101,13 +108,13 @@ class DeadlineStore:
     backend, without the backend knowing.
     """
 
-    def __init__(self, store: t.Any, seconds: float) -> None:
+    def __init__(self, store: Store, seconds: float) -> None:
         self._store = store
         self._seconds = seconds
-        self._what = str(store.describe()) if callable(getattr(store, "describe", None)) else "the store"
+        self._what = store.describe()
 
     @property
-    def wrapped(self) -> t.Any:
+    def wrapped(self) -> Store:
         return self._store
 
     def __getattr__(self, name: str) -> t.Any:

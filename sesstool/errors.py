@@ -50,6 +50,12 @@ class InvalidInput(SesstoolError):
     exit_code = 2
 
 
+class Unsupported(InvalidInput):
+    """The store lacks what an operation needs (exit 2): idle time, a per-key
+    expiry, writing at all. The message names the store, what it cannot do and,
+    where known, the command or option that needed it."""
+
+
 class StoreError(SesstoolError):
     """The store failed: unreachable, refused authentication, timed out (exit 3).
 

@@ -14,6 +14,9 @@ from sesstool.cli.main import main
 from sesstool.env import Environment
 from tests.properties import SCALE
 from tests.servers import ServerProcess, start_memcached, start_redis
+from tests.topologies import cluster, memcached_trio, sentinel, tls_redis
+
+__all__ = ["cluster", "memcached_trio", "sentinel", "tls_redis"]  # fixtures shared with every test module
 
 # Property tests: a bounded, repeatable run by default (CI and scripts/test); more
 # examples with SESSTOOL_PROPERTY_SCALE (tests/properties.py), then also random.

@@ -240,7 +240,7 @@ def test_timeout_is_a_store_error(cli) -> None:
     held = []
     threading.Thread(target=lambda: held.append(listener.accept()), daemon=True).start()
     code = (
-        "import sesstool.stores.redis as r; r.SOCKET_TIMEOUT = 0.5; "
+        "import sesstool.stores.redis_urls as r; r.SOCKET_TIMEOUT = 0.5; "
         "from sesstool.cli.main import run; "
         f"run(['list', '--store', 'redis://127.0.0.1:{port}/0'])"
     )

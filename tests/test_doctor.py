@@ -116,7 +116,7 @@ def test_values_near_memcacheds_item_limit(cli: t.Any, memcached_server: t.Any) 
     url = f"memcached://{memcached_server.host}:{memcached_server.port}"
     result = cli("doctor", "--store", url, "--format", "json")
     assert levels(result)["sessions.size"] == "warn", result.stdout
-    assert "1 value near memcached's 1 MiB" in messages(result)["sessions.size"]
+    assert "1 value near the store's 1 MiB item limit" in messages(result)["sessions.size"]
 
 
 # --- --cookie: why is this session lost? ------------------------------------------------

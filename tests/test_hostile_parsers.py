@@ -328,3 +328,36 @@ def test_hostile_regular_expressions_are_invalid_input_or_work(expr: str) -> Non
         assert "bad regular expression" in str(e)
     else:
         assert predicate is not None and predicate({"f": "[["}) in (True, False)
+
+
+# -- the host list of store URLs (Redis Sentinel/Cluster, memcached) -------------------------
+
+_hostnames = st.from_regex(r"[a-z0-9][a-z0-9.-]{0,20}", fullmatch=True)
+_ipv6 = st.ip_addresses(v=6).map(str)
+
+
+@given(st.lists(st.tuples(st.one_of(_hostnames, _ipv6), st.one_of(st.none(), st.integers(1, 65535))),
+                min_size=1, max_size=5))
+def test_property_host_lists_parse_back_to_what_was_written(entries: list[tuple[str, int | None]]) -> None:
+    from sesstool.stores.hosts import parse_hosts
+
+    def spell(host: str, port: int | None) -> str:
+        shown = f"[{host}]" if ":" in host else host
+        return shown if port is None else f"{shown}:{port}"
+
+    netloc = " , ".join(spell(host, port) for host, port in entries)
+    assert parse_hosts(netloc, 6379) == [(host, 6379 if port is None else port) for host, port in entries]
+    bare = [(host, 11211) for host, _ in entries if ":" in host]
+    if bare:  # a bare IPv6 address takes the default port
+        assert parse_hosts(",".join(host for host, _ in bare), 11211) == bare
+
+
+@given(st.text(max_size=30))
+def test_property_any_host_list_parses_or_is_invalid_input(netloc: str) -> None:
+    from sesstool.stores.hosts import parse_hosts
+
+    try:
+        hosts = parse_hosts(netloc, 6379)
+    except InvalidInput:
+        return
+    assert hosts and all(0 < port < 65536 and host for host, port in hosts)

@@ -149,8 +149,8 @@ def test_well_formed_mg_replies_round_trip(values: list[tuple[bytes, int, int]])
     conn.close()
     assert [item.value for item in items] == [v for v, _, _ in values]
     assert [item.ttl for item in items] == [None if ttl < 0 else ttl for _, ttl, _ in values]
-    assert [int(item.version) for item in items] == [1, 2, 3]
-    assert [item.flags for item in items] == [f for _, _, f in values]
+    assert [int(item.version.token) for item in items] == [1, 2, 3]
+    assert [item.version.flags for item in items] == [f for _, _, f in values]
 
 
 def test_a_value_header_larger_than_the_bound_fails_at_once() -> None:

@@ -14,9 +14,9 @@ import zlib
 import pytest
 
 from sesstool.codecs import serializers
-from sesstool.errors import InvalidInput, StoreError, UndecodableValue
+from sesstool.errors import InvalidInput, StoreError, UndecodableValue, Unsupported
 from sesstool.stores import open_store
-from sesstool.stores.base import MISSING, StoredItem
+from sesstool.stores.base import StoredItem
 from sesstool.stores.memcached import (
     FLAG_PICKLE,
     FLAG_ZLIB,
@@ -111,10 +111,10 @@ def test_scan_lists_every_item_under_the_prefix_in_batches(store: MemcachedStore
     assert sorted(items) == sorted(b"session:%d" % i for i in range(1234))
     assert len(batches) >= 12 and max(len(b) for b in batches) <= 100
     item = items[b"session:7"]
-    assert item.value == b"v07" and item.kind == "string" and item.flags == 0
+    assert item.value == b"v07" and item.kind == "string" and item.version.flags == 0
     assert 1005 <= t.cast(int, item.ttl) <= 1010
-    assert abs(t.cast(int, item.expires_at) - (time.time() + 1007)) <= 3
-    assert isinstance(item.version, int) and item.version > 0
+    assert abs(item.version.expires_at - (time.time() + 1007)) <= 3
+    assert item.version.token > 0
     assert sorted(k for batch in store.scan_keys(b"session:", batch=500) for k in batch) == sorted(items)
 
 
@@ -129,17 +129,7 @@ def test_keys_are_url_decoded_and_prefixes_match_literally(store: MemcachedStore
 def test_an_item_without_expiry_has_no_ttl(store: MemcachedStore, mc: ServerProcess) -> None:
     raw_set(mc.port, b"session:forever", b"x")
     item = store.get(b"session:forever")
-    assert item is not None and item.ttl is None and item.expires_at is None
-
-
-def test_fetch_keeps_order_and_reports_missing_keys(store: MemcachedStore) -> None:
-    store.set(b"session:a", b"1", 100)
-    store.set(b"session:b", b"2", None)
-    items = store.fetch([b"session:b", b"session:gone", b"session:a"])
-    assert [i.key for i in items] == [b"session:b", b"session:gone", b"session:a"]
-    assert [i.value for i in items] == [b"2", None, b"1"]
-    assert items[1].kind == MISSING
-    assert store.get(b"session:gone") is None
+    assert item is not None and item.ttl is None and item.version.expires_at is None
 
 
 def test_values_larger_than_a_socket_read_and_many_keys(store: MemcachedStore) -> None:
@@ -186,7 +176,11 @@ def test_compare_and_set_keeps_the_expiry_and_refuses_a_changed_item(store: Memc
     assert store.compare_and_set(item, b"two")
     after = store.get(b"session:a")
     assert after is not None and after.value == b"two"
-    assert 31 * DAY - 5 <= t.cast(int, after.ttl) <= 31 * DAY + 3
+    # Kept as the absolute expiry read before (over 30 days: a Unix time). memcached
+    # reads it back on its own clock, which may have fallen behind the wall clock the
+    # expiry was computed on (seconds, on a loaded machine), never gained on it.
+    before = t.cast(int, item.ttl)
+    assert before - 5 <= t.cast(int, after.ttl) <= before + 10
     assert not store.compare_and_set(item, b"three")  # the cas token moved on
     raw_set(mc.port, b"session:a", b"app wrote this", exptime=600)  # the app, concurrently
     assert not store.compare_and_set(after, b"four")
@@ -195,16 +189,9 @@ def test_compare_and_set_keeps_the_expiry_and_refuses_a_changed_item(store: Memc
     assert 590 <= t.cast(int, final.ttl) <= 603
 
 
-def test_compare_and_set_of_an_item_without_expiry_keeps_none(store: MemcachedStore) -> None:
-    store.set(b"session:p", b"one", None)
-    item = t.cast(StoredItem, store.get(b"session:p"))
-    assert store.compare_and_set(item, b"two")
-    assert t.cast(StoredItem, store.get(b"session:p")).ttl is None
-
-
 def test_compare_and_set_without_a_token_compares_the_value(store: MemcachedStore) -> None:
     store.set(b"session:v", b"one", 100)
-    assert store.compare_and_set(StoredItem(b"session:v", b"one", 100, expires_at=int(time.time()) + 100), b"two")
+    assert store.compare_and_set(StoredItem(b"session:v", b"one", 100), b"two")
     assert not store.compare_and_set(StoredItem(b"session:v", b"one", 100), b"three")
     assert t.cast(StoredItem, store.get(b"session:v")).value == b"two"
 
@@ -220,23 +207,6 @@ def test_delete_and_delete_if_unchanged(store: MemcachedStore, mc: ServerProcess
     assert sorted(left) == [b"session:changed"]
     assert store.delete_if_unchanged([StoredItem(b"session:changed", b"v", 1000)]) == 1  # value compared
     assert everything(store) == {}
-
-
-def test_expire_expire_at_and_persist(store: MemcachedStore) -> None:
-    store.set(b"session:e", b"v", 100)
-    assert store.expire(b"session:e", 5000)
-    assert 4995 <= t.cast(int, t.cast(StoredItem, store.get(b"session:e")).ttl) <= 5003
-    assert store.expire(b"session:e", 40 * DAY)  # past 30 days: sent as a Unix time
-    assert 40 * DAY - 5 <= t.cast(int, t.cast(StoredItem, store.get(b"session:e")).ttl) <= 40 * DAY + 3
-    assert store.expire_at(b"session:e", int(time.time()) + 3 * DAY)
-    assert 3 * DAY - 5 <= t.cast(int, t.cast(StoredItem, store.get(b"session:e")).ttl) <= 3 * DAY + 3
-    assert store.persist(b"session:e")
-    assert t.cast(StoredItem, store.get(b"session:e")).ttl is None
-    assert store.expire_at(b"session:e", int(time.time()) - 10)  # in the past: ends now
-    assert store.get(b"session:e") is None
-    assert not store.expire(b"session:gone", 10)
-    assert not store.persist(b"session:gone")
-    assert not store.expire_at(b"session:gone", int(time.time()) + 10)
 
 
 def test_idle_seconds_and_listing_does_not_bump_items(mc: ServerProcess) -> None:
@@ -258,7 +228,7 @@ def test_compressed_values_are_decompressed_and_written_back_plain(store: Memcac
     raw_value = serializers.encode(data, "msgpack")
     raw_set(mc.port, b"session:z", zlib.compress(raw_value), flags=FLAG_ZLIB, exptime=900)
     item = everything(store)[b"session:z"]
-    assert item.value == raw_value and item.flags == FLAG_ZLIB
+    assert item.value == raw_value and item.version.flags == FLAG_ZLIB
     assert serializers.decode(t.cast(bytes, item.value)) == ("msgpack", data)
     assert store.compare_and_set(item, serializers.encode({"user_id": 43}, "msgpack"))
     plain = serializers.encode({"user_id": 43}, "msgpack")
@@ -277,7 +247,7 @@ def test_a_zlib_bomb_in_the_store_is_left_as_stored(store: MemcachedStore, mc: S
     bomb = zlib.compress(b"\0" * (50 * 1024 * 1024))
     raw_set(mc.port, b"session:bomb", bomb, flags=FLAG_ZLIB)
     item = t.cast(StoredItem, store.get(b"session:bomb"))
-    assert item.value == bomb and item.flags == FLAG_ZLIB
+    assert item.value == bomb and item.version.flags == FLAG_ZLIB
     assert serializers.decode(bomb) == ("unknown", None)
 
 
@@ -286,7 +256,7 @@ def test_client_pickled_values_stay_pickle(store: MemcachedStore, mc: ServerProc
 
     raw_set(mc.port, b"session:pk", pickle.dumps({"user_id": 7}, 0), flags=FLAG_PICKLE)
     item = t.cast(StoredItem, store.get(b"session:pk"))
-    assert item.flags == FLAG_PICKLE
+    assert item.version.flags == FLAG_PICKLE
     assert serializers.decode(t.cast(bytes, item.value)) == ("pickle", {"user_id": 7})
     with pytest.raises(UndecodableValue, match="must stay pickle"):
         store.compare_and_set(item, serializers.encode({"user_id": 8}, "msgpack"))
@@ -340,7 +310,7 @@ def test_a_compressing_pymemcache_client_in_a_flask_session_08_app(mc: ServerPro
     settle(app)
     store = open_memcached(url_of(mc))
     item = t.cast(StoredItem, store.get(f"session:{written.sid}".encode()))
-    assert item.flags & FLAG_ZLIB
+    assert item.version.flags & FLAG_ZLIB
     _, data = serializers.decode(t.cast(bytes, item.value))
     assert data == {"user_id": 5, "notes": "n" * 2000, "_permanent": True}
     assert store.compare_and_set(item, serializers.encode({**data, "user_id": 6}, "msgpack"))
@@ -472,7 +442,9 @@ def test_batch_writes_pipeline_per_server(pair: tuple[ServerProcess, ServerProce
 
 def test_idle_keys_are_chosen_and_deleted_without_reading_them(store: MemcachedStore) -> None:
     if not store.servers[0].uses_meta():
-        with pytest.raises(StoreError, match="idle time"):
+        # Told to speak without meta commands: idle time is not declared (an old server
+        # found too old only on asking raises StoreError instead).
+        with pytest.raises(Unsupported, match="cannot report idle time"):
             store.fetch_idle([b"session:a"], min_idle=0)
         return
     for name in (b"a", b"b", b"c", b"d"):
@@ -559,8 +531,8 @@ def test_values_pickled_and_compressed_by_old_clients(client: str, mc: ServerPro
     ]})  # fmt: skip
     store = open_memcached(url_of(mc))
     items = everything(store, b"session:")
-    assert items[b"session:pickled"].flags == FLAG_PICKLE
-    assert items[b"session:compressed"].flags == FLAG_PICKLE | FLAG_ZLIB
+    assert items[b"session:pickled"].version.flags == FLAG_PICKLE
+    assert items[b"session:compressed"].version.flags == FLAG_PICKLE | FLAG_ZLIB
     for name in (b"session:pickled", b"session:compressed"):
         assert serializers.decode(t.cast(bytes, items[name].value)) == ("pickle", session)
     assert items[b"session:text"].value == b"just text"  # text flag: shown as stored
@@ -590,7 +562,7 @@ def test_flask_session_05_sessions_on_two_servers(pair: tuple[ServerProcess, Ser
         key = f"session:{w['sid']}".encode()
         assert store.server_for(key).port == (first.port if key in on_first else second.port)
         item = t.cast(StoredItem, store.get(key))
-        assert item.flags == 0  # Flask-Session 0.5 pickles itself and hands bytes over
+        assert item.version.flags == 0  # Flask-Session 0.5 pickles itself and hands bytes over
         assert serializers.decode(t.cast(bytes, item.value)) == ("pickle", {"user_id": i, "_permanent": True})
         assert 31 * DAY - 5 <= t.cast(int, item.ttl) <= 31 * DAY + 3  # absolute time, as 0.5 writes it
 

@@ -1,4 +1,6 @@
-"""The Redis store against a real redis-server: scanning, batching, errors."""
+"""What is specific to the Redis store, on a real redis-server: SCAN batching and glob
+escaping, other types, refreshed TTLs, errors, ACLs (the common contract is in
+``tests/test_store_contract.py``)."""
 
 from __future__ import annotations
 
@@ -44,18 +46,6 @@ def test_fetch_reports_other_types_and_missing_keys(redis_url: str, redis_client
     assert store.get(b"session:gone") is None
 
 
-def test_compare_and_set_keeps_ttl_and_refuses_a_changed_value(redis_url: str, redis_client) -> None:
-    redis_client.set("session:a", b"one", ex=5000)
-    store = open_store(redis_url)
-    item = store.get(b"session:a")
-    assert item is not None
-    assert store.compare_and_set(item, b"two")
-    assert redis_client.get("session:a") == b"two"
-    assert 4990 <= redis_client.ttl("session:a") <= 5000
-    assert not store.compare_and_set(item, b"three")  # item still holds "one"
-    assert redis_client.get("session:a") == b"two"
-
-
 def test_delete_if_unchanged_keeps_changed_and_refreshed_sessions(redis_url: str, redis_client) -> None:
     for name in ("same", "changed", "refreshed", "no_ttl"):
         redis_client.set(f"session:{name}", b"v", ex=1000 if name != "no_ttl" else None)
@@ -65,12 +55,6 @@ def test_delete_if_unchanged_keeps_changed_and_refreshed_sessions(redis_url: str
     redis_client.set("session:refreshed", b"v", ex=2000)  # same bytes, new lifetime
     assert store.delete_if_unchanged(items) == 2
     assert sorted(redis_client.scan_iter("session:*")) == [b"session:changed", b"session:refreshed"]
-
-
-def test_unix_socket_url(redis_server) -> None:
-    store = open_store(f"unix://{redis_server.workdir}/redis.sock?db=0")
-    store.set(b"session:x", b"\x80", 60)
-    assert store.get(b"session:x").ttl == 60  # type: ignore[union-attr]
 
 
 def test_closed_port_is_a_store_error_naming_the_store() -> None:
@@ -106,63 +90,11 @@ def test_a_ready_client_is_wrapped_and_described_without_password(redis_server) 
     assert store.describe() == f"redis://127.0.0.1:{redis_server.port}/3"
 
 
-def test_tls_url_with_certificate_parameters(tmp_path) -> None:
-    """rediss:// against a real TLS redis-server; a wrong CA is a store error."""
-    import shutil
-    import subprocess
-
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    tls_port = free_port()
-    server = start_redis(
-        extra=[
-            "--tls-port",
-            str(tls_port),
-            "--tls-cert-file",
-            str(cert),
-            "--tls-key-file",
-            str(key),
-            "--tls-ca-cert-file",
-            str(cert),
-            "--tls-auth-clients",
-            "no",
-        ]
-    )
-    try:
-        from tests.servers import wait_for_port
-
-        wait_for_port(tls_port, server.process)
-        store = open_store(f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}")
-        store.set(b"session:tls", b"\x80", 60)
-        assert [i.key for b in store.scan(b"session:") for i in b] == [b"session:tls"]
-        untrusted = open_store(f"rediss://127.0.0.1:{tls_port}/0")
-        with pytest.raises(StoreError, match="certificate verify failed"):
-            untrusted.get(b"session:tls")
-    finally:
-        server.stop()
+def test_tls_with_an_untrusted_certificate_is_a_store_error(tls_redis) -> None:
+    """rediss:// against a real TLS redis-server (the contract suite covers the rest)."""
+    untrusted = open_store(f"rediss://127.0.0.1:{tls_redis.port}/0")
+    with pytest.raises(StoreError, match="certificate verify failed"):
+        untrusted.get(b"session:tls")
 
 
 def test_acl_user_and_password(redis_server) -> None:

@@ -2,50 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
-import typing as t
-
-import pytest
 
 from sesstool.stores import open_store
-from tests.servers import ServerProcess, free_port, require_binary, start_redis, wait_for_port
-
-
-@pytest.fixture(scope="module")
-def cluster() -> t.Iterator[list[ServerProcess]]:
-    require_binary("redis-cli")
-    nodes: list[ServerProcess] = []
-    try:
-        for _ in range(3):
-            nodes.append(start_redis(extra=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]))
-        subprocess.run(
-            [
-                "redis-cli",
-                "--cluster",
-                "create",
-                *(f"127.0.0.1:{n.port}" for n in nodes),
-                "--cluster-replicas",
-                "0",
-                "--cluster-yes",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            info = subprocess.run(
-                ["redis-cli", "-p", str(nodes[0].port), "cluster", "info"], capture_output=True, text=True
-            ).stdout
-            if "cluster_state:ok" in info:
-                break
-            time.sleep(0.2)
-        yield nodes
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 def test_cluster_lists_sessions_from_every_primary(cli, cluster) -> None:
@@ -76,29 +36,6 @@ def test_cluster_lists_sessions_from_every_primary(cli, cluster) -> None:
     assert store.delete_if_unchanged(items) == 2
     assert client.get("session:s1") is None
     client.close()
-
-
-@pytest.fixture(scope="module")
-def sentinel() -> t.Iterator[tuple[ServerProcess, int]]:
-    primary = start_redis(password="primary-pw")
-    port = free_port()
-    config = os.path.join(primary.workdir, "sentinel.conf")
-    with open(config, "w") as handle:
-        handle.write(
-            f"port {port}\nbind 127.0.0.1\ndir {primary.workdir}\n"
-            f"sentinel monitor sessions 127.0.0.1 {primary.port} 1\n"
-            "sentinel auth-pass sessions primary-pw\n"
-        )
-    process = subprocess.Popen(
-        [require_binary("redis-server"), config, "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_for_port(port, process)
-        yield primary, port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        primary.stop()
 
 
 def test_sentinel_finds_the_primary(cli, sentinel) -> None:

@@ -84,7 +84,7 @@ def purge(ctx: click.Context, /, expired: bool, lifetime: str | None, empty: boo
     """
     from sesstool.durations import parse_duration
     from sesstool.errors import InvalidInput
-    from sesstool.ops.purge import DEFAULT_LIFETIME, Criteria
+    from sesstool.ops.purge import DEFAULT_LIFETIME, Criteria, reclaims_expired
     from sesstool.ops.selectors import parse_all
 
     env: Environment = ctx.obj
@@ -103,12 +103,18 @@ def purge(ctx: click.Context, /, expired: bool, lifetime: str | None, empty: boo
     if not (assume_yes or dry_run or env.stdin_isatty):
         raise InvalidInput("purge deletes sessions: pass --yes to confirm (there is no terminal to ask on), "
                            "or --dry-run to preview")
+    store = settings.open_store()
+    try:
+        criteria = criteria.on(store)
+    except BaseException:
+        store.close()
+        raise
     if dry_run and _dry_run_touches(criteria):
         env.warn("--idle/--expired with --where/--empty reads the values of idle sessions, which resets "
                  "their idle time: a purge right after this dry run will not see them as idle")
-    store = settings.open_store()
-    if dry_run and expired and store.name == "memcached":
-        env.warn("memcached cannot count items past their expiry without freeing them: the dry run reports 0")
+    if dry_run and reclaims_expired(store, criteria):
+        env.warn(f"{store.describe()} cannot count items past their expiry without freeing them: the dry run "
+                 "reports 0")
     try:
         confirmed = assume_yes or dry_run or _confirm(env, store, settings.prefix, criteria, settings.serializer, batch)
         if not confirmed:

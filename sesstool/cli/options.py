@@ -18,6 +18,9 @@ from sesstool import redact
 from sesstool.deadline import DEFAULT_TIMEOUT, DeadlineStore, deadline, parse_timeout
 from sesstool.env import Environment
 from sesstool.errors import InvalidInput
+
+if t.TYPE_CHECKING:
+    from sesstool.stores.base import Store
 from sesstool.render.output import FORMATS
 
 # The same names as sesstool.codecs.serializers.CHOICES (a test keeps them equal); spelled
@@ -151,14 +154,15 @@ class Settings:
     warn: t.Callable[[str], None] | None = None
     timeout: float = DEFAULT_TIMEOUT
 
-    def open_store(self) -> t.Any:
+    def open_store(self) -> Store:
         """The store, every call on it bounded by :attr:`timeout` (exit 3 past it)."""
         from sesstool.redact import redact_url
         from sesstool.stores import open_store
 
         with deadline(self.timeout, redact_url(self.store_url)):
             store = open_store(self.store_url, client=self.client, warn=self.warn)
-        return DeadlineStore(store, self.timeout)
+        # Transparent: it answers every attribute of the store it wraps.
+        return t.cast("Store", DeadlineStore(store, self.timeout))
 
 
 def given(ctx: click.Context, name: str) -> bool:

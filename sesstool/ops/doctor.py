@@ -24,9 +24,8 @@ from sesstool.stores.base import STRING, Store
 OK, WARN, FAIL = "ok", "warn", "fail"
 #: Sessions read at most.
 SAMPLE_LIMIT = 10_000
-#: memcached's default item size limit (``-I 1m``), and what counts as near it.
-MEMCACHED_ITEM_LIMIT = 1024 * 1024
-NEAR_LIMIT = MEMCACHED_ITEM_LIMIT * 9 // 10
+#: How near a store's value limit (memcached's item size) a value is "near" it.
+NEAR_FRACTION = 0.9
 
 
 @dataclass
@@ -92,6 +91,7 @@ def check_reachable(report: Report, store: Store, prefix: str) -> bool:
 
 def read_sample(store: Store, prefix: str, serializer: str, limit: int = SAMPLE_LIMIT) -> Sample:
     sample = Sample()
+    near = int(store.value_limit * NEAR_FRACTION) if store.value_limit else None
     for items in store.scan(prefix.encode("utf-8"), batch=1000):
         for item in items:
             if item.kind != STRING:
@@ -103,7 +103,7 @@ def read_sample(store: Store, prefix: str, serializer: str, limit: int = SAMPLE_
             name = decode_item(item, serializer).serializer
             sample.serializers[name] = sample.serializers.get(name, 0) + 1
             sample.largest = max(sample.largest, item.size)
-            sample.near_limit += item.size >= NEAR_LIMIT
+            sample.near_limit += near is not None and item.size >= near
             if item.ttl is None:
                 sample.no_ttl += 1
             else:
@@ -129,7 +129,7 @@ def check_sessions(report: Report, store: Store, prefix: str, sample: Sample) ->
                f"{found} ({scanned}): set --prefix (or the app's SESSION_KEY_PREFIX) to the right one")
 
 
-def check_sample(report: Report, sample: Sample, store_name: str, app_serializer: str | None) -> None:
+def check_sample(report: Report, sample: Sample, value_limit: int | None, app_serializer: str | None) -> None:
     """Serializers versus the app's, pickle, expiry, sizes and undecodable values."""
     if not sample.count:
         return
@@ -160,14 +160,20 @@ def check_sample(report: Report, sample: Sample, store_name: str, app_serializer
                    "deleted; `sesstool purge --expired --dry-run` counts the idle ones")
     else:
         report.add("sessions.expiry", OK, "every session has an expiry")
-    if store_name != "memcached":
+    if value_limit is None:
         report.add("sessions.size", OK, f"largest value {sample.largest:,} bytes")
     elif sample.near_limit:
-        report.add("sessions.size", WARN, f"{_plural(sample.near_limit, 'value')} near memcached's 1 MiB item "
-                   f"limit (largest {sample.largest:,} bytes): past it the app's save fails; "
-                   "`sesstool stats --fields` shows what makes them big")
+        report.add("sessions.size", WARN, f"{_plural(sample.near_limit, 'value')} near the store's "
+                   f"{_bytes(value_limit)} item limit (largest {sample.largest:,} bytes): past it the app's save "
+                   "fails; `sesstool stats --fields` shows what makes them big")
     else:
-        report.add("sessions.size", OK, f"largest value {sample.largest:,} bytes, well under memcached's 1 MiB limit")
+        report.add("sessions.size", OK, f"largest value {sample.largest:,} bytes, well under the store's "
+                   f"{_bytes(value_limit)} item limit")
+
+
+def _bytes(size: int) -> str:
+    # memcached's default item size is 1 MiB: say it the way its -I option does
+    return f"{size // 2**20:,} MiB" if size % 2**20 == 0 else f"{size:,} bytes"
 
 
 def check_lifetime(report: Report, sample: Sample, lifetime: int | None) -> None:

@@ -215,7 +215,8 @@ def edit_session(
         raw = encode_exact(new_data, decoded.serializer, protocol=protocol)
         if store.compare_and_set(decoded.item, raw):
             item = decoded.item
-            written = StoredItem(item.key, raw, item.ttl, kind=item.kind, ttl_ms=item.ttl_ms)
+            # What was written, with no version: what the store read it with is stale now.
+            written = StoredItem(item.key, raw, item.ttl, kind=item.kind)
             return EditOutcome(Decoded(written, decoded.serializer, new_data), changed=True, attempts=attempt)
     raise StoreError(
         f"{_name(key)} kept changing while being edited ({retries + 1} attempts): "

@@ -25,7 +25,7 @@ from sesstool.ops.records import (
     was_unrenderable,
 )
 from sesstool.ops.selectors import Predicate
-from sesstool.stores.base import STRING, Columns, Store
+from sesstool.stores.base import STRING, Store
 
 SORT_FIELDS = ("key", "ttl", "size")
 DEFAULT_BATCH = 1000
@@ -118,7 +118,7 @@ def _plain_batches(
     decode = decode_value
     prefix_length = len(prefix)
     left = limit
-    for keys, values, pttls, kinds in _columns(store, prefix.encode("utf-8"), batch):
+    for keys, values, pttls, kinds in store.scan_columns(prefix.encode("utf-8"), batch=batch):
         counters.scanned += len(keys)
         for kind in kinds.values():
             counters.other_types[kind] = counters.other_types.get(kind, 0) + 1
@@ -155,21 +155,6 @@ def _plain_batches(
             on_batch(len(keys))
         if left == 0:
             return
-
-
-def _columns(store: Store, prefix: bytes, batch: int) -> t.Iterator[Columns]:
-    """The store's batches as :class:`Columns` (natively where the store offers them)."""
-    scan_columns = getattr(store, "scan_columns", None)
-    if scan_columns is not None:
-        yield from scan_columns(prefix, batch=batch)
-        return
-    for items in store.scan(prefix, batch=batch):
-        yield Columns(
-            [item.key for item in items],
-            [item.value if item.kind == STRING else None for item in items],
-            [-1 if item.ttl is None else item.ttl * 1000 for item in items],
-            {i: item.kind for i, item in enumerate(items) if item.kind != STRING},
-        )
 
 
 def iter_records(

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 from sesstool.codecs.fidelity import Problem, encode_exact, find_problems, make_holdable
 from sesstool.errors import StoreError, UndecodableValue
-from sesstool.ops import batchops
 from sesstool.ops.pacing import Pacer
 from sesstool.ops.records import UNKNOWN, decode_value, isolated, key_text
 from sesstool.stores.base import MISSING, STRING, Store, StoredItem
@@ -171,7 +170,7 @@ def _convert(data: dict[t.Any, t.Any], target: str, lossy: bool) -> tuple[bytes 
 
 def _write(store: Store, writes: list[tuple[StoredItem, bytes]], report: MigrateReport, serializer: str) -> None:
     for _ in range(RETRIES + 1):
-        results = batchops.compare_and_set_many(store, writes)
+        results = store.compare_and_set_many(writes)
         report.migrated += sum(results)
         stale = [item.key for (item, _), ok in zip(writes, results, strict=True) if not ok]
         if not stale:

@@ -26,17 +26,15 @@ purge again finishes the job.
 from __future__ import annotations
 
 import dataclasses
-import time
 import typing as t
 from dataclasses import dataclass, field
 
 from sesstool.durations import format_duration
 from sesstool.errors import InvalidInput, NotFound, StoreError, UndecodableValue
-from sesstool.ops import batchops
 from sesstool.ops.pacing import Pacer
 from sesstool.ops.records import Decoded, decode_item, decode_value, is_empty, isolated
 from sesstool.ops.selectors import Predicate
-from sesstool.stores.base import MISSING, STRING, Store, StoredItem
+from sesstool.stores.base import MISSING, STRING, Capability, ExpiredPurge, Store, StoredItem
 
 #: Flask's PERMANENT_SESSION_LIFETIME default: 31 days.
 DEFAULT_LIFETIME = 31 * 86400
@@ -54,9 +52,19 @@ class Criteria:
     where_text: tuple[str, ...] = ()
     everything: bool = False
     #: Redis expires keys itself, so --expired there means "no TTL and idle beyond the
-    #: lifetime"; a store that reports absolute expiry (memcached) is asked which of its
-    #: items are past it. :func:`purge` sets this from the store.
+    #: lifetime"; a store that keeps expired items selects those with ttl 0. :func:`purge`
+    #: sets this from the store's :attr:`~sesstool.stores.base.Store.expired_purge`.
     expiry_by_idle: bool = True
+
+    def on(self, store: Store) -> Criteria:
+        """These criteria as ``store`` applies them: what ``--expired`` selects there.
+
+        :raises Unsupported: for ``--expired`` on a store that cannot tell expired sessions.
+        """
+        if not self.expired:
+            return self
+        by_idle = store.require_expired_purge() is ExpiredPurge.IDLE_WITHOUT_TTL
+        return dataclasses.replace(self, expiry_by_idle=by_idle)
 
     def given(self) -> bool:
         return self.expired or self.empty or self.idle is not None or self.where is not None or self.everything
@@ -82,8 +90,10 @@ class Criteria:
 
     def describe(self) -> str:
         parts = []
-        if self.expired:
+        if self.expired and self.expiry_by_idle:
             parts.append(f"without expiry and idle over {format_duration(self.lifetime)}")
+        elif self.expired:
+            parts.append("past their expiry")
         if self.idle is not None:
             parts.append(f"idle over {format_duration(self.idle)}")
         if self.empty:
@@ -117,7 +127,7 @@ def reclaims_expired(store: Store, criteria: Criteria) -> bool:
     """Whether ``--expired`` on ``store`` has its servers free the items past their
     expiry (memcached). Nothing can read those, so no dry run can count them: a
     prompt before such a purge has no count to show."""
-    return criteria.expired and store.name != "redis" and hasattr(store, "reclaim_expired")
+    return criteria.expired and store.require_expired_purge() is ExpiredPurge.SERVER_RECLAIM
 
 
 def purge(
@@ -143,17 +153,19 @@ def purge(
     """
     result = PurgeResult(dry_run=dry_run)
     encoded_prefix = prefix.encode("utf-8")
-    criteria = dataclasses.replace(criteria, expiry_by_idle=store.name == "redis")
+    criteria = criteria.on(store)
+    if criteria.idle is not None:
+        store.require(Capability.IDLE_TIME, "purge --idle")
     if reclaims_expired(store, criteria):
-        # memcached: an item past its expiry can no longer be read or listed by
-        # anyone, so no other selector can apply to it; the servers free them.
+        # An item past its expiry can no longer be read or listed by anyone here
+        # (memcached), so no other selector can apply to it; the servers free them.
         if criteria.needs_data or criteria.idle is not None or on_selected is not None:
             raise InvalidInput(
-                "on memcached, --expired selects items no client can read any more: it cannot be "
+                f"on {store.describe()}, --expired selects items no client can read any more: it cannot be "
                 "combined with --where, --empty, --idle or --backup"
             )
         if not dry_run:
-            result.deleted = result.matched = int(store.reclaim_expired())  # type: ignore[attr-defined]
+            result.deleted = result.matched = store.reclaim_expired()
         return result
     try:
         if criteria.fast_all and on_selected is None:
@@ -194,7 +206,7 @@ def _unlink_everything(
             result.matched += len(keys)
             yield len(keys), []
         return
-    for scanned, deleted in batchops.unlink_prefix(store, prefix, batch=batch):
+    for scanned, deleted in store.unlink_prefix(prefix, batch=batch):
         # SCAN may return a key twice: only keys that still existed count as matched.
         result.matched += deleted
         result.deleted += deleted
@@ -211,10 +223,10 @@ def _idle_batches(store: Store, prefix: bytes, batch: int, criteria: Criteria, s
         for start in range(0, len(keys), batch):
             chunk = keys[start : start + batch]
             if read_values:
-                pairs = batchops.fetch_idle(store, chunk, min_idle=min_idle, no_expiry_only=criteria.no_expiry_only)
+                pairs = store.fetch_idle(chunk, min_idle=min_idle, no_expiry_only=criteria.no_expiry_only)
                 yield len(chunk), _select([item for item, _ in pairs], criteria, serializer, result, decode_all)
             elif result.dry_run:
-                pairs = batchops.fetch_idle(store, chunk, min_idle=min_idle, no_expiry_only=criteria.no_expiry_only,
+                pairs = store.fetch_idle(chunk, min_idle=min_idle, no_expiry_only=criteria.no_expiry_only,
                                             values=False)
                 strings = _count_kinds([item for item, _ in pairs], result)
                 result.matched += strings
@@ -222,7 +234,7 @@ def _idle_batches(store: Store, prefix: bytes, batch: int, criteria: Criteria, s
             else:
                 # Selected and deleted in one atomic step per key: a session used since
                 # is no longer idle and stays.
-                deleted, others = batchops.delete_idle(store, chunk, min_idle=min_idle,
+                deleted, others = store.delete_idle(chunk, min_idle=min_idle,
                                                        no_expiry_only=criteria.no_expiry_only)
                 for kind, count in others.items():
                     result.other_types[kind] = result.other_types.get(kind, 0) + count
@@ -251,7 +263,8 @@ def _select(items: t.Iterable[StoredItem], criteria: Criteria, serializer: str, 
             decode_all: bool) -> list[Decoded]:
     """The items that match the data selectors (the idle ones were chosen by the store)."""
     where, empty, needs_data = criteria.where, criteria.empty, criteria.needs_data
-    past_expiry = time.time() if criteria.expired and not criteria.expiry_by_idle else None
+    # Stores that keep items past their expiry report them with ttl 0 (SQL, files).
+    expired_only = criteria.expired and not criteria.expiry_by_idle
     selected = []
     for item in items:
         kind = item.kind
@@ -262,7 +275,7 @@ def _select(items: t.Iterable[StoredItem], criteria: Criteria, serializer: str, 
         value = item.value
         if value is None:
             continue
-        if past_expiry is not None and (item.expires_at is None or item.expires_at > past_expiry):
+        if expired_only and item.ttl != 0:
             continue
         if needs_data:
             name, data = _decode(value, serializer)
@@ -331,7 +344,7 @@ def delete_sessions(
     seen: set[bytes] = set()
 
     def flush() -> None:
-        existed = batchops.delete_each(store, [key for _, key in pending])
+        existed = store.delete_each([key for _, key in pending])
         result.deleted += sum(existed)
         result.missing += [name for (name, _), found in zip(pending, existed, strict=True) if not found]
         if pacer is not None:

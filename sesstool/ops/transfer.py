@@ -37,7 +37,6 @@ from sesstool.codecs.fidelity import encode_exact, encode_unchecked, fingerprint
 from sesstool.codecs.tagged import from_tagged
 from sesstool.durations import MAX_DURATION
 from sesstool.errors import InvalidInput, SesstoolError, UndecodableValue
-from sesstool.ops import batchops
 from sesstool.ops.listing import ScanCounters, iter_decoded
 from sesstool.ops.pacing import Pacer
 from sesstool.ops.records import (
@@ -376,11 +375,11 @@ def import_records(
         if not pending:
             return
         if skip_existing:
-            written = sum(batchops.add_many(store, pending))
+            written = sum(store.add_many(pending))
             result.imported += written
             result.skipped += len(pending) - written
         else:
-            batchops.set_many(store, pending)
+            store.set_many(pending)
             result.imported += len(pending)
         if pacer is not None:
             pacer.pace(len(pending))

@@ -55,7 +55,7 @@ import typing as t
 
 from sesstool.errors import InvalidInput, StoreError, UndecodableValue
 from sesstool.stores import memcached_commands as commands
-from sesstool.stores.base import StoredItem
+from sesstool.stores.base import Capability, StoredItem
 from sesstool.stores.memcached_commands import (
     THIRTY_DAYS,
     InvalidKey,
@@ -83,6 +83,7 @@ from sesstool.stores.memcached_wire import (
     FLAG_ZLIB,
     MAX_DECOMPRESSED,
     CasToken,
+    ItemVersion,
     LostConnection,
     decompress,
 )
@@ -117,6 +118,15 @@ class MemcachedStore(MemcachedReader):
     """Sessions on one or more memcached servers, read and written (see
     :class:`MemcachedReader` for the parameters). Every write goes through a
     server's ``writer`` connection, which a read-only store never opens."""
+
+    capabilities = MemcachedReader.capabilities | {
+        Capability.WRITE, Capability.PER_KEY_TTL, Capability.PERSIST, Capability.COMPARE_AND_SET,
+        Capability.CONDITIONAL_DELETE, Capability.RECLAIM_EXPIRED,
+    }
+
+    @classmethod
+    def open(cls, url: str, *, client: t.Any = None, warn: t.Callable[[str], None] | None = None) -> MemcachedStore:
+        return open_memcached(url, client=client, warn=warn)
 
     # -- writing -------------------------------------------------------------------
 
@@ -183,7 +193,8 @@ class MemcachedStore(MemcachedReader):
         confirmed = []
         for index, (key, _, _, value, token) in chunk:
             now = current.get(key)
-            confirmed.append((index, now is not None and now.value == value and int(now.version) != token))
+            written = now is not None and now.value == value and t.cast(ItemVersion, now.version).token != token
+            confirmed.append((index, written))
         return confirmed
 
     def _cas_entry(self, item: StoredItem, value: bytes,
@@ -193,33 +204,33 @@ class MemcachedStore(MemcachedReader):
         if item.value is None:
             return None
         check_key(item.key)
-        if item.flags & FLAG_PICKLE and not _looks_pickled(value):
+        server = self._origin(item)
+        version = self._version(server, item)
+        if version is None:
+            return None
+        if version.flags & FLAG_PICKLE and not _looks_pickled(value):
             raise UndecodableValue(
-                f"{show_key(item.key)} was pickled by the app's memcached client (flags {item.flags}): "
+                f"{show_key(item.key)} was pickled by the app's memcached client (flags {version.flags}): "
                 "it must stay pickle, or the app cannot read it"
             )
-        server = self._origin(item)
         exptime = 0
-        if item.expires_at is not None:
-            left = item.expires_at - now
+        if version.expires_at is not None:
+            left = version.expires_at - now
             if left <= 0:
                 return None  # past its expiry: memcached no longer returns it to anyone
             exptime = memcached_exptime(left, now)
-        token = self._token(server, item)
-        if token is None:
-            return None
         # Written back uncompressed: every client reads a value without the zlib flag.
-        return server, (item.key, item.flags & ~FLAG_ZLIB, exptime, value, token)
+        return server, (item.key, version.flags & ~FLAG_ZLIB, exptime, value, int(version.token))
 
-    def _token(self, server: _Server, item: StoredItem) -> int | None:
-        """The cas token ``item`` was read with; for an item read without one, the
-        current token if the value is still the one read."""
-        if item.version is not None:
-            return int(item.version)
+    def _version(self, server: _Server, item: StoredItem) -> ItemVersion | None:
+        """What ``item`` was read with; for an item not read here (no version), what
+        the key holds now if its value is still the one given, else ``None``."""
+        if isinstance(item.version, ItemVersion):
+            return item.version
         current = self._read(server, [check_key(item.key)])
         if not current or current[0].value != item.value:
             return None
-        return int(current[0].version)
+        return t.cast(ItemVersion, current[0].version)
 
     def delete(self, keys: t.Sequence[bytes]) -> int:
         return sum(self.delete_each(keys))
@@ -246,9 +257,9 @@ class MemcachedStore(MemcachedReader):
             if item.value is None:
                 continue
             server = self._origin(item)
-            token = self._token(server, item)
-            if token is not None:
-                groups.setdefault(server, []).append((item.key, token))
+            version = self._version(server, item)
+            if version is not None:
+                groups.setdefault(server, []).append((item.key, int(version.token)))
         deleted = 0
         for server, pairs in groups.items():
             deleted += self._delete_tokens(server, pairs)

@@ -20,6 +20,8 @@ import time
 import typing as t
 
 from sesstool.errors import InvalidInput
+from sesstool.stores.base import show_key as show_key
+from sesstool.stores.base import write_ttl
 
 THIRTY_DAYS = 60 * 60 * 24 * 30  # memcached's REALTIME_MAXDELTA
 #: The last expiry memcached can hold: it keeps exptime as a signed 32-bit number,
@@ -44,13 +46,6 @@ class InvalidKey(InvalidInput):
 
 
 KEY_RULES = f"1 to {MAX_KEY} bytes, no spaces or control characters"
-
-
-def show_key(key: bytes, limit: int = 120) -> str:
-    """``key`` quoted for a message: ASCII only, every control byte escaped, long
-    keys cut, so a hostile key can neither fake lines nor drive the terminal."""
-    text = ascii(key[:limit].decode("utf-8", "backslashreplace"))
-    return text + ("..." if len(key) > limit else "")
 
 
 def valid_key(key: bytes) -> bool:
@@ -154,9 +149,7 @@ def exptime_at(timestamp: int, now: int | None = None) -> int:
 def check_write_ttl(key: bytes, ttl: int | None, now: int | None = None) -> int:
     """The exptime for writing ``key`` with ``ttl``; a TTL that would expire it at
     once or that memcached cannot hold is :class:`InvalidInput`."""
-    if ttl is not None and type(ttl) is int and ttl <= 0:
-        raise InvalidInput(f"cannot write {show_key(key)} with a TTL of {ttl}s: it would expire at once")
-    return memcached_exptime(ttl, now)
+    return memcached_exptime(write_ttl(key, ttl), now)
 
 
 # -- reads ---------------------------------------------------------------------------

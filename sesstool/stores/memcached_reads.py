@@ -13,7 +13,7 @@ import warnings
 
 from sesstool.errors import InvalidInput, StoreError
 from sesstool.stores import memcached_commands as commands
-from sesstool.stores.base import MISSING, STRING, StoredItem
+from sesstool.stores.base import MISSING, STRING, Capability, ExpiredPurge, Store, StoredItem
 from sesstool.stores.memcached_commands import CheckedKeys, check_key
 from sesstool.stores.memcached_listing import InvalidKeys, decode_expiry, decode_keys, expiry_lines, listed
 from sesstool.stores.memcached_replies import (
@@ -25,7 +25,7 @@ from sesstool.stores.memcached_replies import (
     speaks_meta,
 )
 from sesstool.stores.memcached_routing import HASHES, crc32_bucket, one_at_a_time
-from sesstool.stores.memcached_wire import CasToken, Connection, iter_dump, server_name, uri_encode
+from sesstool.stores.memcached_wire import CasToken, Connection, ItemVersion, iter_dump, server_name, uri_encode
 
 TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
@@ -93,7 +93,7 @@ class _Server:
         return self.meta
 
 
-class MemcachedReader:
+class MemcachedReader(Store):
     """Sessions on one or more memcached servers, read.
 
     :param servers: ``(host, port)`` pairs, in the app's order.
@@ -107,7 +107,9 @@ class MemcachedReader:
     :param warn: told about keys a listing skipped (default: :func:`warnings.warn`).
     """
 
-    name = "memcached"
+    capabilities = frozenset({Capability.IDLE_TIME, Capability.ENUMERABLE_IDS})
+    expired_purge = ExpiredPurge.SERVER_RECLAIM
+    value_limit = 1024 * 1024  # memcached's default item size (-I 1m)
 
     def __init__(
         self,
@@ -149,6 +151,8 @@ class MemcachedReader:
             hasher = RendezvousHash(nodes=list(names))
         self._hasher = hasher
         self.url = url or "memcached://" + ",".join(s.name for s in self.servers)
+        if meta is False:  # idle time comes from meta commands only
+            self.capabilities = self.capabilities - {Capability.IDLE_TIME}
         self.warn = warn or _python_warning
 
     def set_deadline(self, deadline: float | None) -> None:
@@ -173,9 +177,9 @@ class MemcachedReader:
         return self._by_node[node]
 
     def _origin(self, item: StoredItem) -> _Server:
-        version = item.version
-        if isinstance(version, CasToken) and 0 <= version.server < len(self.servers):
-            return self.servers[version.server]
+        token = item.version.token if isinstance(item.version, ItemVersion) else None
+        if isinstance(token, CasToken) and 0 <= token.server < len(self.servers):
+            return self.servers[token.server]
         return self.server_for(item.key)
 
     def _group(self, keys: t.Iterable[bytes]) -> dict[_Server, list[bytes]]:
@@ -319,9 +323,8 @@ class MemcachedReader:
             if meta is not None and meta[0] > min_idle and (not no_expiry_only or meta[1] is None):
                 chosen[key] = meta
         if not values:
-            now = int(time.time())
             return [
-                (StoredItem(key, None, ttl, STRING, None, None if ttl is None else now + ttl), idle)
+                (StoredItem(key, None, ttl, STRING), idle)
                 for key, (idle, ttl, _) in chosen.items()
             ]
         items = self.fetch(list(chosen))
@@ -329,6 +332,8 @@ class MemcachedReader:
 
     def _idle_and_ttl(self, keys: t.Sequence[bytes]) -> list[tuple[int, int | None, int] | None]:
         """``(idle seconds, ttl, cas)`` of each key (``None`` when gone), untouched."""
+        if Capability.IDLE_TIME not in self.capabilities:
+            raise self.unsupported(Capability.IDLE_TIME)
         found: dict[bytes, tuple[int, int | None, int]] = {}
         for server, group in self._group(keys).items():
             if not server.uses_meta():

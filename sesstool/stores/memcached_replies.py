@@ -18,7 +18,7 @@ import typing as t
 
 from sesstool.stores import memcached_commands as commands
 from sesstool.stores.base import STRING, StoredItem
-from sesstool.stores.memcached_wire import FLAG_ZLIB, CasToken, Connection, decompress
+from sesstool.stores.memcached_wire import FLAG_ZLIB, CasToken, Connection, ItemVersion, decompress
 
 # Digit counts bounded so that no reply can ask int() for a huge number: sizes and
 # flags fit 32 bits (10 digits), cas tokens 64 bits (20), seconds left 32 bits.
@@ -87,9 +87,9 @@ def read_mg(conn: Connection, keys: t.Sequence[bytes], token: type[CasToken]) ->
             value = decompress(value) or value
         ttl = int(ttl_b)
         if ttl < 0:
-            append(StoredItem(key, value, None, STRING, token(cas_b), None, None, flags))
+            append(StoredItem(key, value, None, STRING, ItemVersion(token(cas_b), None, flags)))
         else:
-            append(StoredItem(key, value, ttl, STRING, token(cas_b), now + ttl, None, flags))
+            append(StoredItem(key, value, ttl, STRING, ItemVersion(token(cas_b), now + ttl, flags)))
     conn.pos = pos
     return items
 
@@ -157,7 +157,7 @@ def read_gets(conn: Connection, keys: list[bytes], token: type[CasToken],
         value = conn.read_block(int(parts[3]))
         if flags & FLAG_ZLIB:
             value = decompress(value) or value
-        item = StoredItem(key, value, None, STRING, token(parts[4]), None, None, flags)
+        item = StoredItem(key, value, None, STRING, ItemVersion(token(parts[4]), None, flags))
         if expiry is not None:
             set_expiry(item, expiry.get(key, -1), now)
         items.append(item)
@@ -190,5 +190,5 @@ def speaks_meta(conn: Connection, line: bytes) -> bool:
 
 def set_expiry(item: StoredItem, exp: int, now: int) -> None:
     if exp >= 0:
-        item.expires_at = exp
+        item.version = t.cast(ItemVersion, item.version)._replace(expires_at=exp)
         item.ttl = max(exp - now, 0)

@@ -9,11 +9,11 @@ own hasher and ``host:port`` spelled as the app spells it), ``crc32``
 from __future__ import annotations
 
 import binascii
-import re
 import typing as t
 from urllib.parse import parse_qs, urlsplit
 
 from sesstool.errors import InvalidInput
+from sesstool.stores.hosts import parse_hosts
 
 DEFAULT_PORT = 11211
 
@@ -59,21 +59,7 @@ def parse_url(url: str) -> tuple[list[tuple[str, int]], dict[str, str]]:
         raise InvalidInput("memcached URLs take no user or password (SASL is not supported)")
     if parts.path not in ("", "/"):
         raise InvalidInput("a memcached URL has no path: memcached://host[:port][,host[:port]...]")
-    servers = []
-    for spec in netloc.split(","):
-        spec = spec.strip()
-        if not spec:
-            continue
-        match = re.fullmatch(r"\[([^\]]+)\](?::(\d{1,5}))?|([^:\[\]]+)(?::(\d{1,5}))?", spec)
-        if match is None:
-            raise InvalidInput(f"invalid memcached server {spec!r} in the store URL")
-        host = match[1] or match[3]
-        port = int(match[2] or match[4] or DEFAULT_PORT)
-        if not 0 < port < 65536:
-            raise InvalidInput(f"invalid port in memcached server {spec!r}")
-        servers.append((host, port))
-    if not servers:
-        raise InvalidInput("the store URL names no memcached server: memcached://host:11211")
+    servers = parse_hosts(netloc, DEFAULT_PORT, noun="memcached server")
     options = {name: values[-1] for name, values in parse_qs(parts.query).items()}
     unknown = set(options) - {"hash", "timeout", "connect_timeout"}
     if unknown:

@@ -294,6 +294,19 @@ class CasToken(int):
     server: int = -1
 
 
+class ItemVersion(t.NamedTuple):
+    """What a memcached item was read with, for the writes that must keep or check it.
+
+    :param token: the cas token (the server it came from in :class:`CasToken`).
+    :param expires_at: absolute Unix expiry; ``None`` for none.
+    :param flags: the client flags stored with the value (pickled, compressed, ...).
+    """
+
+    token: int
+    expires_at: int | None
+    flags: int
+
+
 def decompress(value: bytes, limit: int = MAX_DECOMPRESSED) -> bytes | None:
     """zlib-decompress a client-compressed value, ``None`` when it is not zlib or
     would exceed ``limit`` bytes (never unbounded: ``zlib.decompress`` has no limit)."""

@@ -1,0 +1,98 @@
+"""Redis Cluster: keys spread over slots on several primaries.
+
+Every primary is scanned. A Lua script or a multi-key command may not span slots,
+so what :class:`~sesstool.stores.redis.RedisStore` does in one call a batch is a
+non-transactional pipeline here (redis-py groups it per node) or one script call
+a key.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from redis.exceptions import ResponseError
+
+from sesstool.stores.base import MISSING, Columns, StoredItem
+from sesstool.stores.redis_base import RedisBase, _seconds
+
+
+class RedisClusterStore(RedisBase):
+    """Sessions on a Redis Cluster, through a ready ``RedisCluster`` client."""
+
+    def nodes(self) -> list[t.Any]:
+        """A client per node to scan: every primary."""
+        with self._errors():
+            return [self.client.get_redis_connection(node) for node in self.client.get_primaries()]
+
+    def scan_columns(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[Columns]:
+        """:meth:`scan` as :class:`Columns`: keys node by node, then their TTL and value."""
+        for keys in self.scan_keys(prefix, batch=batch):
+            for start in range(0, len(keys), batch):
+                yield self.fetch_columns(keys[start : start + batch])
+
+    def _fetch_replies(self, keys: list[bytes]) -> tuple[list[int], list[bytes | None]]:
+        # A script or MGET may not span slots on Cluster: a non-transactional
+        # pipeline, which redis-py groups per node, stands in.
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.pttl(key)
+            pipe.get(key)
+        replies = pipe.execute(raise_on_error=False)
+        values = [None if isinstance(v, ResponseError) else v for v in replies[1::2]]
+        return list(replies[0::2]), values
+
+    def fetch_idle(
+        self, keys: t.Sequence[bytes], *, min_idle: int, no_expiry_only: bool = False, values: bool = True
+    ) -> list[tuple[StoredItem, int]]:
+        # Cluster: a script may not span slots. Idle times in one pipeline, then only
+        # the qualifying keys: their TTL and type (which leave idle time alone) and,
+        # when asked, their values.
+        if not keys:
+            return []
+        idles = self.idle_seconds(keys)
+        chosen = [(key, idle) for key, idle in zip(keys, idles, strict=True) if idle is not None and idle > min_idle]
+        if values:
+            items = self.fetch([key for key, _ in chosen])
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            for key, _ in chosen:
+                pipe.pttl(key)
+                pipe.type(key)
+            with self._errors():
+                replies = pipe.execute()
+            items = [
+                StoredItem(key, None, _seconds(pttl), kind.decode() if isinstance(kind, bytes) else str(kind), pttl)
+                for (key, _), pttl, kind in zip(chosen, replies[0::2], replies[1::2], strict=True)
+            ]
+        return [
+            (item, idle)
+            for item, (_, idle) in zip(items, chosen, strict=True)
+            if item.kind != MISSING and (not no_expiry_only or item.ttl is None)
+        ]
+
+    def delete_idle(
+        self, keys: t.Sequence[bytes], *, min_idle: int, no_expiry_only: bool = False
+    ) -> tuple[int, dict[str, int]]:
+        """:meth:`RedisBase.delete_idle`, one script call per key (a script may not
+        span slots)."""
+        deleted, others = 0, dict[str, int]()
+        for key in keys:
+            count, kinds = self._delete_idle_keys([key], min_idle, no_expiry_only)
+            deleted += count
+            for kind, n in kinds.items():
+                others[kind] = others.get(kind, 0) + n
+        return deleted, others
+
+    def delete(self, keys: t.Sequence[bytes]) -> int:
+        # Multi-key UNLINK may not span slots: one per key, pipelined per node.
+        if not keys:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.unlink(key)
+        with self._errors():
+            return sum(pipe.execute())
+
+    def delete_if_unchanged(self, items: t.Sequence[StoredItem]) -> int:
+        with self._errors():
+            return sum(self._delete_one_if_unchanged(item) for item in items if item.value is not None)

@@ -1,0 +1,72 @@
+"""Which store class a URL scheme names.
+
+Each entry names a module and a class, imported only when a URL of that scheme is
+opened: drivers are heavy, and light commands (``cookie decode``) import none.
+
+How to add a store: write ``sesstool/stores/<name>.py`` with a
+:class:`~sesstool.stores.base.Store` subclass and its ``open`` classmethod (see
+:mod:`sesstool.stores.base`), then add one line per URL scheme to :data:`SCHEMES`.
+Nothing outside ``stores/`` changes: commands ask the store for capabilities,
+never for its name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import typing as t
+from urllib.parse import urlsplit
+
+from sesstool.errors import InvalidInput
+from sesstool.redact import redact_url, remember_url, url_userinfo
+
+if t.TYPE_CHECKING:
+    from sesstool.stores.base import Store
+
+#: URL scheme -> (module, class), in the order errors list them
+SCHEMES: dict[str, tuple[str, str]] = {
+    "redis": ("sesstool.stores.redis", "RedisStore"),
+    "rediss": ("sesstool.stores.redis", "RedisStore"),
+    "unix": ("sesstool.stores.redis", "RedisStore"),
+    "redis+sentinel": ("sesstool.stores.redis", "RedisStore"),
+    "redis+cluster": ("sesstool.stores.redis_cluster", "RedisClusterStore"),
+    "memcached": ("sesstool.stores.memcached", "MemcachedStore"),
+}
+
+
+def store_class(scheme: str) -> type[Store]:
+    """The class for a URL scheme (lower case), imported now.
+
+    :raises KeyError: for a scheme no store registered.
+    """
+    module, name = SCHEMES[scheme]
+    cls: type[Store] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def open_store(url: str, *, client: t.Any = None, warn: t.Callable[[str], None] | None = None) -> Store:
+    """Open the store a URL names (or wrap a ready ``client`` of the app's).
+
+    :param warn: told, in one line each, about stored keys a listing skips (memcached
+        keys its protocol cannot carry); Python's :func:`warnings.warn` by default.
+
+    :raises InvalidInput: for an unknown scheme or a malformed URL.
+    """
+    # Registered before parsing: a URL that does not parse is the one most likely
+    # to be quoted back in an error.
+    remember_url(url)
+    try:
+        scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    except ValueError as e:  # an unclosed "[" of an IPv6 host, for one
+        raise InvalidInput(f"invalid store URL {redact_url(url)!r}: {e}") from e
+    userinfo = url_userinfo(url)
+    if userinfo is not None and any(ch in userinfo for ch in "/?#[]@"):
+        # Parsers split such a URL inside the password and then quote a piece of it
+        # in their errors; refuse it whole, naming no character of it.
+        raise InvalidInput(
+            f"invalid store URL {redact_url(url)!r}: the user or password holds an unescaped "
+            "/ ? # [ ] or @; percent-encode them (%2F %3F %23 %5B %5D %40)"
+        )
+    if scheme not in SCHEMES:
+        known = ", ".join(f"{s}://" for s in SCHEMES)
+        raise InvalidInput(f"unsupported store URL {redact_url(url)!r}: use one of {known}")
+    return store_class(scheme).open(url, client=client, warn=warn)
