@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from sesstool.cli.main import main
-from sesstool.env import Environment
+from sesstool.render.env import Environment
 from tests.properties import SCALE
 from tests.servers import ServerProcess, start_memcached, start_redis
 from tests.topologies import cluster, memcached_trio, sentinel, tls_redis

@@ -120,6 +120,37 @@ def start_redis(extra: t.Sequence[str] = (), password: str | None = None) -> Ser
     return ServerProcess(port=port, process=process, workdir=workdir, args=args)
 
 
+def memcached_clock(port: int, host: str = "127.0.0.1") -> int:
+    """The server's own clock (``stats``: ``time``), which ticks once a second."""
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(b"stats\r\n")
+        reply = b""
+        while not reply.endswith(b"END\r\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("memcached closed the connection during stats")
+            reply += chunk
+    for line in reply.split(b"\r\n"):
+        if line.startswith(b"STAT time "):
+            return int(line.split()[2])
+    raise AssertionError("memcached stats has no time")
+
+
+def wait_for_memcached_clock(port: int, seconds: int, host: str = "127.0.0.1") -> None:
+    """Return once memcached's clock has advanced ``seconds`` from now.
+
+    Idle times and expiry are whole seconds on that clock, which falls behind the
+    wall clock on a loaded machine: a test that needs items idle for N seconds
+    waits on the server, never on ``time.sleep``.
+    """
+    start = memcached_clock(port, host)
+    deadline = time.monotonic() + seconds + 30
+    while memcached_clock(port, host) < start + seconds:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"memcached's clock did not advance {seconds}s")
+        time.sleep(0.05)
+
+
 def start_memcached(extra: t.Sequence[str] = ()) -> ServerProcess:
     binary = require_binary("memcached")
     port = free_port()

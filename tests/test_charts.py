@@ -10,8 +10,8 @@ import msgspec
 import pytest
 
 from sesstool.cli.main import main
-from sesstool.env import Environment
 from sesstool.render.charts import bar
+from sesstool.render.env import Environment
 
 
 def run(args: list[str], *, tty: bool, no_color: bool = False) -> tuple[int, str]:

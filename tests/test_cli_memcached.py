@@ -14,7 +14,7 @@ from sesstool.codecs import serializers
 from sesstool.stores.memcached import MemcachedStore, open_memcached
 from tests.conftest import CliRunner
 from tests.flaskapps import make_app, read_session, write_session
-from tests.servers import ServerProcess, free_port, start_memcached
+from tests.servers import ServerProcess, free_port, start_memcached, wait_for_memcached_clock
 
 pytestmark = pytest.mark.network
 
@@ -156,7 +156,7 @@ def test_purge(cli: CliRunner, deployment: Deployment) -> None:
 
 def test_purge_idle_sessions(cli: CliRunner, one: Deployment) -> None:
     sids = [one.write({"user_id": i}) for i in range(4)]
-    time.sleep(2.5)  # memcached's clock ticks once a second: idle is now at least 2
+    wait_for_memcached_clock(one.servers[0].port, 2)  # idle is now at least 2
     client = one.app.test_client()
     client.set_cookie("session", sids[0])
     client.post("/set", json={"seen": True})  # a request: the app rewrites the session
@@ -236,7 +236,7 @@ def test_purge_expired_frees_items_past_their_expiry(cli: CliRunner) -> None:
         store = open_memcached(url)
         store.set(b"session:short", serializers.encode({"user_id": 1}, "msgpack"), 1)
         store.set(b"session:long", serializers.encode({"user_id": 2}, "msgpack"), 3600)
-        time.sleep(2.2)
+        wait_for_memcached_clock(server.port, 2)  # past the 1 s expiry on the server's clock
         preview = cli("purge", "--expired", "--dry-run", "--store", url, "--format", "json")
         assert preview.exit_code == 0
         assert preview.json() == {"matched": 0, "deleted": 0, "dry_run": True, "undecodable": 0}
@@ -260,7 +260,7 @@ def test_purge_expired_on_a_terminal_asks_before_freeing_anything(cli: CliRunner
         url = f"memcached://127.0.0.1:{server.port}"
         store = open_memcached(url)
         store.set(b"session:short", serializers.encode({"user_id": 1}, "msgpack"), 1)
-        time.sleep(2.2)
+        wait_for_memcached_clock(server.port, 2)  # past the 1 s expiry on the server's clock
         refused = cli("purge", "--expired", "--store", url, "--format", "json", input="n\n", stdin_isatty=True)
         assert refused.exit_code == 0, refused.stderr
         assert "past its expiry" in refused.stderr and "[y/N]" in refused.stderr

@@ -215,7 +215,7 @@ def test_hostile_keys_and_values_never_reach_the_terminal_raw(cli: t.Any, redis_
     import io
 
     from sesstool.cli.main import main
-    from sesstool.env import Environment
+    from sesstool.render.env import Environment
 
     token = "A" * 43
     redis_client.set(f"\x1b]52;c;aGk=\x07[red]evil:{token}".encode(), msgspec.msgpack.encode({"a": 1}), ex=60)

@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 from sesstool.cli.main import main
-from sesstool.env import Environment
 from sesstool.ops.fieldstats import BoundedTally
+from sesstool.render.env import Environment
 from tests.flaskapps import make_app, write_session
 
 

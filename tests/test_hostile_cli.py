@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sesstool.cli.main import main
-from sesstool.env import Environment
+from sesstool.render.env import Environment
 from tests.apps import AppDir, app_dir, redis_app
 from tests.flaskapps import make_app, write_session
 from tests.servers import ServerProcess, free_port, start_redis

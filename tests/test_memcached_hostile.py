@@ -7,14 +7,13 @@ from __future__ import annotations
 import base64
 import socket
 import threading
-import time
 import typing as t
 
 import pytest
 
 from sesstool.codecs import serializers
 from tests.conftest import CliRunner
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, wait_for_memcached_clock
 
 pytestmark = pytest.mark.network
 
@@ -300,7 +299,7 @@ def test_purge_skips_a_planted_key_and_deletes_only_what_it_selected(
     plant_binary_key(mc.port, b"session:x\r\nflush_all\r\n")
     url = f"memcached://127.0.0.1:{mc.port}"
     if selector[0] == "--idle":
-        time.sleep(1.1)  # memcached's clock ticks once a second: let the items be idle > 0 s
+        wait_for_memcached_clock(mc.port, 1)  # let the items be idle > 0 s
     result = cli("purge", *selector, "--yes", "--store", url, "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert result.stderr.count("warning: skipped an invalid memcached key") >= 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from sesstool.env import Environment
+from sesstool.render.env import Environment
 from sesstool.render.output import Column, emit_many, emit_one
 
 COLUMNS = [Column("sid", "SID"), Column("size", "SIZE", justify="right")]

@@ -28,7 +28,7 @@ from sesstool.stores.memcached import (
     parse_url,
 )
 from tests.flaskapps import make_app, read_session, write_session
-from tests.servers import ServerProcess, free_port, start_memcached
+from tests.servers import ServerProcess, free_port, start_memcached, wait_for_memcached_clock
 
 pytestmark = pytest.mark.network
 
@@ -449,7 +449,7 @@ def test_idle_keys_are_chosen_and_deleted_without_reading_them(store: MemcachedS
         return
     for name in (b"a", b"b", b"c", b"d"):
         store.set(b"session:" + name, name, None if name in b"ac" else 100)
-    time.sleep(2.5)  # memcached's clock ticks once a second: idle is now at least 2
+    wait_for_memcached_clock(store.servers[0].port, 2)  # idle is now at least 2
     store.set(b"session:c", b"c2", None)  # used again: no longer idle
     keys = [b"session:a", b"session:b", b"session:c", b"session:gone"]
     chosen = store.fetch_idle(keys, min_idle=1)
@@ -471,7 +471,7 @@ def test_reclaim_expired_frees_items_past_their_expiry() -> None:
     try:
         request = b"".join(b"set session:old%d 0 1 1 noreply\r\nx\r\n" % i for i in range(5))
         raw(server.port, request + b"set session:live 0 0 1 noreply\r\nx\r\n")
-        time.sleep(2.2)
+        wait_for_memcached_clock(server.port, 2)  # past the 1 s expiry on the server's clock
         store = open_memcached(url_of(server))
         assert sorted(everything(store)) == [b"session:live"]  # invisible, but still held
         assert store.reclaim_expired() == 5

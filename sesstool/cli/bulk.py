@@ -12,7 +12,7 @@ import click
 
 from sesstool.cli.inspect import batch_option, warn_other_types, warn_skipped, where_option
 from sesstool.cli.options import format_option, resolve_settings, store_options
-from sesstool.env import Environment
+from sesstool.render.env import Environment
 from sesstool.render.output import Column, emit_many, emit_one, emit_text
 from sesstool.render.progress import Progress
 

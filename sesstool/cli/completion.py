@@ -14,7 +14,7 @@ import threading
 
 import click
 
-from sesstool.env import Environment
+from sesstool.render.env import Environment
 
 SHELLS = ("bash", "zsh", "fish")
 PROG_NAME = "sesstool"

@@ -18,9 +18,9 @@ from sesstool.cli.options import (
     timeout_option,
     timeout_seconds,
 )
-from sesstool.env import Environment
 from sesstool.errors import InvalidInput, NoKey, NoMatch, SignatureInvalid
 from sesstool.ops.records import dumps
+from sesstool.render.env import Environment
 from sesstool.render.output import emit_one, emit_text
 from sesstool.render.terminal import printable
 

@@ -8,7 +8,7 @@ import typing as t
 import click
 
 from sesstool.cli.options import format_option, resolve_settings, store_options
-from sesstool.env import Environment
+from sesstool.render.env import Environment
 
 
 @click.command()

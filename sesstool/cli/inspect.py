@@ -11,7 +11,7 @@ import click
 from sesstool.cli.completion import complete_session_ids
 from sesstool.cli.options import Settings, format_option, resolve_settings, store_options
 from sesstool.durations import format_duration
-from sesstool.env import Environment
+from sesstool.render.env import Environment
 from sesstool.render.output import Column, emit_many, emit_one
 from sesstool.render.progress import Progress
 from sesstool.render.terminal import printable

@@ -17,8 +17,8 @@ import click
 
 from sesstool import __version__, redact
 from sesstool.deadline import DeadlineExceeded
-from sesstool.env import Environment
 from sesstool.errors import SesstoolError, StoreError
+from sesstool.render.env import Environment
 
 # name -> (module, attribute). Order is the order of ``sesstool --help``.
 COMMANDS: dict[str, tuple[str, str]] = {

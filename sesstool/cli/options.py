@@ -16,8 +16,8 @@ from click.core import ParameterSource
 
 from sesstool import redact
 from sesstool.deadline import DEFAULT_TIMEOUT, DeadlineStore, deadline, parse_timeout
-from sesstool.env import Environment
 from sesstool.errors import InvalidInput
+from sesstool.render.env import Environment
 
 if t.TYPE_CHECKING:
     from sesstool.stores.base import Store

@@ -7,8 +7,8 @@ import typing as t
 import click
 
 from sesstool.cli.options import app_option, format_option, timeout_option
-from sesstool.env import Environment
 from sesstool.errors import InvalidInput
+from sesstool.render.env import Environment
 
 if t.TYPE_CHECKING:
     from sesstool.app.replay import ReplayResult

@@ -10,7 +10,7 @@ import click
 from sesstool.cli.inspect import batch_option, session_key
 from sesstool.cli.options import format_option, resolve_settings, store_options
 from sesstool.durations import format_duration
-from sesstool.env import Environment
+from sesstool.render.env import Environment
 from sesstool.render.output import emit_one
 
 

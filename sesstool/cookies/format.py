@@ -30,6 +30,7 @@ import typing as t
 import zlib
 from dataclasses import dataclass
 
+from sesstool.codecs import compression
 from sesstool.codecs.tagged import to_tagged
 from sesstool.cookies.flaskjson import FLASK_TAGS as FLASK_TAGS
 from sesstool.cookies.flaskjson import flask_dumps as flask_dumps
@@ -237,16 +238,10 @@ def inflate(raw: bytes, limit: int = MAX_PAYLOAD_SIZE) -> bytes:
 
     :raises InvalidInput: for bad zlib data, or data that expands past ``limit``.
     """
-    inflater = zlib.decompressobj()
     try:
-        data = inflater.decompress(raw, limit + 1)
-    except zlib.error as e:
-        raise InvalidInput(f"compressed payload is not valid zlib data ({e})") from e
-    if len(data) > limit or inflater.unconsumed_tail:
-        raise InvalidInput(f"compressed payload expands to more than {limit:,} bytes; refused (a zlib bomb?)")
-    if not inflater.eof:
-        raise InvalidInput("compressed payload is truncated")
-    return data
+        return compression.inflate(raw, limit)
+    except compression.InflateError as e:
+        raise InvalidInput(f"compressed payload {e}") from e
 
 
 # --- Decode and sign ------------------------------------------------------------------

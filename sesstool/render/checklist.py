@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typing as t
 
-from sesstool.env import Environment
+from sesstool.render.env import Environment
 from sesstool.render.output import Column, emit_many, emit_one
 from sesstool.render.terminal import printable, printable_lines
 

@@ -16,8 +16,8 @@ import csv
 import itertools
 import typing as t
 
-from sesstool.env import Environment
 from sesstool.ops.records import RecordBatches, dumps, encode_lines
+from sesstool.render.env import Environment
 from sesstool.render.terminal import printable, printable_lines
 
 FORMATS = ("table", "json", "ndjson", "csv")

@@ -16,9 +16,9 @@ from __future__ import annotations
 import socket
 import time
 import typing as t
-import zlib
 from urllib.parse import unquote_to_bytes
 
+from sesstool.codecs.compression import InflateError, inflate
 from sesstool.errors import StoreError
 from sesstool.stores import memcached_commands as commands
 from sesstool.stores.memcached_commands import Request
@@ -309,12 +309,8 @@ class ItemVersion(t.NamedTuple):
 
 def decompress(value: bytes, limit: int = MAX_DECOMPRESSED) -> bytes | None:
     """zlib-decompress a client-compressed value, ``None`` when it is not zlib or
-    would exceed ``limit`` bytes (never unbounded: ``zlib.decompress`` has no limit)."""
-    engine = zlib.decompressobj()
+    would exceed ``limit`` bytes."""
     try:
-        out = engine.decompress(value, limit + 1)
-    except zlib.error:
+        return inflate(value, limit)
+    except InflateError:
         return None
-    if len(out) > limit or engine.unconsumed_tail or not engine.eof:
-        return None
-    return out
