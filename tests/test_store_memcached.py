@@ -607,3 +607,27 @@ def test_pylibmc_on_two_servers_routes_like_libmemcached(
         store.set(key.encode(), pickle.dumps({"i": i}), 600)
     read = run_client(python, tmp_path, {"client": "pylibmc", "servers": servers, "read": new})
     assert read == {key: {"$pickle": {"i": i}} for i, key in enumerate(new)}
+
+
+def test_servers_are_read_at_once_and_one_that_dies_mid_scan_stops_it_with_a_store_error() -> None:
+    import threading
+
+    servers = [start_memcached() for _ in range(3)]
+    try:
+        store = open_memcached(url_of(*servers))
+        keys = [b"session:k%05d" % i for i in range(6000)]
+        store.set_many([(key, b"v" + key[-5:], 600) for key in keys])
+        before = threading.active_count()
+        listed = everything(store, b"session:")
+        assert sorted(listed) == keys and listed[keys[7]].value == b"v00007"
+        scan = store.scan(b"session:", batch=100)
+        next(scan)
+        servers[1].kill()  # its values still have to be read: the scan cannot finish
+        with pytest.raises(StoreError):
+            for _ in scan:
+                pass
+        assert threading.active_count() == before
+        store.close()
+    finally:
+        for server in servers:
+            server.stop()

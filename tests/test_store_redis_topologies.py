@@ -38,6 +38,38 @@ def test_cluster_lists_sessions_from_every_primary(cli, cluster) -> None:
     client.close()
 
 
+def test_cluster_scans_every_primary_at_once_and_an_early_stop_leaves_no_thread(cluster) -> None:
+    import threading
+
+    from redis.cluster import ClusterNode, RedisCluster
+
+    client = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", cluster[0].port)])
+    keys = [f"parallel:{i:05d}".encode() for i in range(3000)]
+    for start in range(0, len(keys), 500):
+        pipe = client.pipeline(transaction=False)
+        for key in keys[start : start + 500]:
+            pipe.set(key, b"v" + key[-5:], ex=900)
+        pipe.execute()
+    client.hset("parallel:ahash", "a", "b")
+    client.close()
+    store = open_store(f"redis+cluster://127.0.0.1:{cluster[0].port}")
+    before = threading.active_count()
+    seen: dict[bytes, bytes | None] = {}
+    kinds = []
+    for columns in store.scan_columns(b"parallel:", batch=100):
+        for i, (key, value) in enumerate(zip(columns.keys, columns.values, strict=True)):
+            assert key not in seen
+            seen[key] = value
+            kinds += [columns.kinds[i]] if i in columns.kinds else []
+    assert sorted(k for k in seen if k != b"parallel:ahash") == keys
+    assert all(seen[key] == b"v" + key[-5:] for key in keys) and kinds == ["hash"]
+    scan = store.scan_columns(b"parallel:", batch=100)
+    next(scan)
+    scan.close()  # type: ignore[attr-defined]  # --limit stops the scan early
+    assert threading.active_count() == before
+    store.close()
+
+
 def test_sentinel_finds_the_primary(cli, sentinel) -> None:
     import redis
 

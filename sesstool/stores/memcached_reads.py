@@ -7,6 +7,7 @@ that sends a write, and the connections it reads on refuse one (see
 
 from __future__ import annotations
 
+import functools
 import time
 import typing as t
 import warnings
@@ -26,6 +27,7 @@ from sesstool.stores.memcached_replies import (
 )
 from sesstool.stores.memcached_routing import HASHES, crc32_bucket, one_at_a_time
 from sesstool.stores.memcached_wire import CasToken, Connection, ItemVersion, iter_dump, server_name, uri_encode
+from sesstool.stores.parallel import merged
 
 TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
@@ -194,22 +196,28 @@ class MemcachedReader(Store):
         return self.url
 
     def scan_keys(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[list[bytes]]:
-        for server in self.servers:
-            yield from (list(keys) for keys in self._key_chunks(server, prefix, batch))
+        """The keys under ``prefix``, every server dumped at once (:mod:`.parallel`)."""
+
+        def keys_of(server: _Server) -> t.Iterator[list[bytes]]:
+            return (list(keys) for keys in self._key_chunks(server, prefix, batch))
+
+        return merged([functools.partial(keys_of, server) for server in self.servers])
 
     def scan(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[list[StoredItem]]:
-        """Every item under ``prefix``, server by server, ``batch`` items at a time.
+        """Every item under ``prefix``, ``batch`` items at a time, every server read at
+        once (a thread a server: :mod:`.parallel`).
 
         The dump and the value reads use their own read-only connections, so
         commands the caller sends between batches (deletes while purging) do not
         interleave. One request is in flight while the previous reply is parsed,
         so memcached and Python work at the same time.
         """
-        for server in self.servers:
-            if server.uses_meta():
-                yield from self._scan_meta(server, prefix, batch)
-            else:
-                yield from self._scan_classic(server, prefix, batch)
+        return merged([functools.partial(self._scan_server, server, prefix, batch) for server in self.servers])
+
+    def _scan_server(self, server: _Server, prefix: bytes, batch: int) -> t.Iterator[list[StoredItem]]:
+        if server.uses_meta():
+            return self._scan_meta(server, prefix, batch)
+        return self._scan_classic(server, prefix, batch)
 
     def _scan_meta(self, server: _Server, prefix: bytes, batch: int) -> t.Iterator[list[StoredItem]]:
         conn = server.connection()

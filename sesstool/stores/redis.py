@@ -18,6 +18,7 @@ from sesstool.errors import StoreError
 from sesstool.stores.base import Columns, StoredItem
 from sesstool.stores.redis_base import RedisBase, _connection_lost, _glob_escape, _pttl, _seconds
 from sesstool.stores.redis_urls import CONNECT_TIMEOUT, SOCKET_TIMEOUT, open_redis
+from sesstool.stores.redis_wire import checkout, pack_mget_fetch, scan_overlapped
 from sesstool.stores.scanseen import SeenKeys
 
 __all__ = ["CONNECT_TIMEOUT", "SOCKET_TIMEOUT", "RedisStore", "open_redis"]
@@ -28,49 +29,8 @@ class RedisStore(RedisBase):
 
     def scan_columns(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[Columns]:
         """:meth:`scan` as :class:`Columns`, without an object per key."""
-        yield from self._scan_overlapped(prefix, batch)
-
-    def _scan_overlapped(self, prefix: bytes, batch: int) -> t.Iterator[Columns]:
-        """SCAN and fetch with the server working while the caller works.
-
-        Each round writes the fetch of the keys in hand and the next SCAN in one go,
-        then hands the caller the previous batch: the server answers both requests
-        while the caller decodes and prints, instead of each waiting for the other.
-        """
-        pattern = _glob_escape(prefix) + b"*"
-        count = b"%d" % max(batch, 10)
-        pool = self.client.connection_pool
-        seen = SeenKeys()
-        with self._errors():
-            connection = _checkout(pool)
-        try:
-            with self._errors():
-                connection.send_packed_command([_pack_scan(b"0", pattern, count)])
-                cursor, keys = connection.read_response()
-            keys = seen.fresh(keys)
-            previous: Columns | None = None
-            while True:
-                request = _pack_fetch(keys) if keys else b""
-                if cursor != b"0":
-                    request += _pack_scan(cursor, pattern, count)
-                with self._errors():
-                    if request:
-                        connection.send_packed_command([request])
-                if previous is not None:
-                    yield previous
-                with self._errors():
-                    previous = self._read_fetch(connection, keys) if keys else None
-                    if cursor == b"0":
-                        break
-                    cursor, keys = connection.read_response()
-                keys = seen.fresh(keys)
-            if previous is not None:
-                yield previous
-        except BaseException:
-            connection.disconnect()  # replies may be left unread: never reuse it
-            raise
-        finally:
-            pool.release(connection)
+        yield from scan_overlapped(self.client, _glob_escape(prefix) + b"*", batch, pack_fetch=pack_mget_fetch,
+                                   read_fetch=self._read_fetch, errors=self._errors)
 
     def _read_fetch(self, connection: t.Any, keys: list[bytes]) -> Columns:
         # One PTTL reply a key: redis-py's Connection.read_response wraps each in
@@ -101,9 +61,9 @@ class RedisStore(RedisBase):
         batch. Packing the RESP here skips redis-py's per-command bookkeeping.
         """
         pool = self.client.connection_pool
-        connection = _checkout(pool)
+        connection = checkout(pool)
         try:
-            connection.send_packed_command([_pack_fetch(keys)])
+            connection.send_packed_command([pack_mget_fetch(keys)])
             read = connection.read_response
             pttls = [read() for _ in keys]
             values = read()
@@ -221,38 +181,3 @@ class RedisStore(RedisBase):
                 results[i] = ok
         replies = iter(results)
         return [next(replies) if item.value is not None else False for item, _ in pairs]
-
-
-def _pack_fetch(keys: list[bytes]) -> bytes:
-    """RESP for one PTTL per key, then one MGET of them all."""
-    packed = [b"*2\r\n$4\r\nPTTL\r\n$%d\r\n%s\r\n" % (len(key), key) for key in keys]
-    packed.append(b"*%d\r\n$4\r\nMGET\r\n" % (len(keys) + 1))
-    packed += [b"$%d\r\n%s\r\n" % (len(key), key) for key in keys]
-    return b"".join(packed)
-
-
-def _pack_scan(cursor: bytes, pattern: bytes, count: bytes) -> bytes:
-    parts = (b"SCAN", cursor, b"MATCH", pattern, b"COUNT", count)
-    return b"*6\r\n" + b"".join(b"$%d\r\n%s\r\n" % (len(part), part) for part in parts)
-
-
-def _checkout(pool: t.Any) -> t.Any:
-    """A connection from ``pool`` on every redis-py the dependency range allows.
-
-    redis-py before 5.3 requires a command name (it never uses it for a plain
-    pool); 5.3 and later deprecate passing one.
-    """
-    if _POOL_NEEDS_NAME is None:
-        _probe_pool(pool)
-    return pool.get_connection("PING") if _POOL_NEEDS_NAME else pool.get_connection()
-
-
-_POOL_NEEDS_NAME: bool | None = None
-
-
-def _probe_pool(pool: t.Any) -> None:
-    import inspect
-
-    global _POOL_NEEDS_NAME
-    parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
-    _POOL_NEEDS_NAME = parameter is not None and parameter.default is inspect.Parameter.empty

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import typing as t
 
 from redis.exceptions import (
@@ -26,6 +27,7 @@ from redis.exceptions import (
 from sesstool.errors import StoreError
 from sesstool.redact import redact_url
 from sesstool.stores.base import MISSING, STRING, Capability, Columns, ExpiredPurge, Store, StoredItem, write_ttl
+from sesstool.stores.parallel import merged
 from sesstool.stores.redis_scripts import COMPARE_AND_SET, DELETE_IDLE, DELETE_IF_UNCHANGED, FETCH_IDLE
 from sesstool.stores.scanseen import SeenKeys
 
@@ -68,19 +70,23 @@ class RedisBase(Store):
         return [self.client]
 
     def scan_keys(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[list[bytes]]:
-        """Every key under ``prefix``, each once (SCAN may repeat keys: :mod:`.scanseen`)."""
+        """Every key under ``prefix``, each once (SCAN may repeat keys: :mod:`.scanseen`);
+        several nodes are scanned at once (:mod:`.parallel`)."""
         pattern = _glob_escape(prefix) + b"*"
+        return merged([functools.partial(self._node_keys, node, pattern, batch) for node in self.nodes()])
+
+    def _node_keys(self, node: t.Any, pattern: bytes, batch: int) -> t.Iterator[list[bytes]]:
+        # A key lives on one node only, so repeats are looked for node by node.
         seen = SeenKeys()
-        for node in self.nodes():
-            cursor = 0
-            while True:
-                with self._errors():
-                    cursor, keys = node.scan(cursor=cursor, match=pattern, count=max(batch, 10))
-                keys = seen.fresh(keys)
-                if keys:
-                    yield keys
-                if cursor == 0:
-                    break
+        cursor = 0
+        while True:
+            with self._errors():
+                cursor, keys = node.scan(cursor=cursor, match=pattern, count=max(batch, 10))
+            keys = seen.fresh(keys)
+            if keys:
+                yield keys
+            if cursor == 0:
+                break
 
     def scan(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[list[StoredItem]]:
         for columns in self.scan_columns(prefix, batch=batch):

@@ -1,6 +1,7 @@
 """Redis Cluster: keys spread over slots on several primaries.
 
-Every primary is scanned. A Lua script or a multi-key command may not span slots,
+Every primary is scanned, all at once (a thread a primary, batches merged as they
+come: :mod:`~sesstool.stores.parallel`). A Lua script or a multi-key command may not span slots,
 so what :class:`~sesstool.stores.redis.RedisStore` does in one call a batch is a
 non-transactional pipeline here (redis-py groups it per node) or one script call
 a key.
@@ -8,12 +9,15 @@ a key.
 
 from __future__ import annotations
 
+import functools
 import typing as t
 
-from redis.exceptions import ResponseError
+from redis.exceptions import AskError, MovedError, ResponseError
 
 from sesstool.stores.base import MISSING, Columns, StoredItem
-from sesstool.stores.redis_base import RedisBase, _seconds
+from sesstool.stores.parallel import merged
+from sesstool.stores.redis_base import RedisBase, _glob_escape, _seconds
+from sesstool.stores.redis_wire import pack_get_fetch, scan_overlapped
 
 
 class RedisClusterStore(RedisBase):
@@ -25,10 +29,40 @@ class RedisClusterStore(RedisBase):
             return [self.client.get_redis_connection(node) for node in self.client.get_primaries()]
 
     def scan_columns(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[Columns]:
-        """:meth:`scan` as :class:`Columns`: keys node by node, then their TTL and value."""
-        for keys in self.scan_keys(prefix, batch=batch):
-            for start in range(0, len(keys), batch):
-                yield self.fetch_columns(keys[start : start + batch])
+        """:meth:`scan` as :class:`Columns`: every primary at once (:mod:`.parallel`),
+        each walked with SCAN and its batches fetched from the node itself."""
+        pattern = _glob_escape(prefix) + b"*"
+        return merged([
+            functools.partial(scan_overlapped, node, pattern, batch, pack_fetch=pack_get_fetch,
+                              read_fetch=self._read_node_fetch, errors=self._errors)
+            for node in self.nodes()
+        ])  # fmt: skip
+
+    def _read_node_fetch(self, connection: t.Any, keys: list[bytes]) -> Columns:
+        # The parser hands error replies back as values. A key SCAN just found on
+        # this node answers MOVED or ASK only while its slot migrates: those few are
+        # fetched again through the cluster client, which follows the redirect.
+        parser = getattr(connection, "_parser", None)
+        read = getattr(parser, "read_response", None) or connection.read_response
+        pttls = [read() for _ in keys]
+        values = [read() for _ in keys]
+        moved = []
+        for i, (pttl, value) in enumerate(zip(pttls, values, strict=True)):
+            if isinstance(pttl, int) and not isinstance(value, Exception):
+                continue
+            if isinstance(pttl, (MovedError, AskError)) or isinstance(value, (MovedError, AskError)):
+                moved.append(i)
+            elif isinstance(pttl, Exception):
+                raise pttl
+            elif str(value).startswith("WRONGTYPE"):
+                values[i] = None  # another type: _columns asks which
+            else:
+                raise t.cast(Exception, value)
+        if moved:
+            again = self._fetch_replies([keys[i] for i in moved])
+            for i, pttl, value in zip(moved, *again, strict=True):
+                pttls[i], values[i] = pttl, value
+        return self._columns(keys, pttls, values, keep_missing=False)
 
     def _fetch_replies(self, keys: list[bytes]) -> tuple[list[int], list[bytes | None]]:
         # A script or MGET may not span slots on Cluster: a non-transactional
