@@ -36,16 +36,17 @@ def wait_for(port: int) -> None:
     raise SystemExit(f"server on port {port} did not start")
 
 
-def start_redis() -> tuple[int, subprocess.Popen[bytes]]:
+def start_redis(*extra: str) -> tuple[int, subprocess.Popen[bytes]]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("benchmarks need redis-server (apt-get install redis-server)")
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="sesstool-bench-")
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir,
+         *extra],
         stdout=subprocess.DEVNULL,
-    )
+    )  # fmt: skip
     wait_for(port)
     return port, process
 
@@ -72,10 +73,15 @@ def session_values(n: int, seed: int = 7) -> t.Iterator[tuple[bytes, bytes]]:
 
 def load_redis(port: int, n: int) -> None:
     """Fill Redis fast with ``redis-cli --pipe`` (RESP generated here)."""
+    load_pairs(port, session_values(n))
+
+
+def load_pairs(port: int, pairs: t.Iterable[tuple[bytes, bytes]]) -> None:
+    """Write ``(key, value)`` pairs with the session TTL through ``redis-cli --pipe``."""
     ttl = str(LIFETIME).encode()
     with tempfile.NamedTemporaryFile(suffix=".resp", delete=False) as out:
         chunk = []
-        for key, value in session_values(n):
+        for key, value in pairs:
             chunk.append(
                 b"*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$2\r\nEX\r\n$%d\r\n%s\r\n"
                 % (len(key), key, len(value), value, len(ttl), ttl)
