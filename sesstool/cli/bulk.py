@@ -11,31 +11,14 @@ import typing as t
 import click
 
 from sesstool.cli.inspect import batch_option, warn_other_types, warn_skipped, where_option
-from sesstool.cli.options import format_option, resolve_settings, store_options
+from sesstool.cli.options import format_option, pacer_for, rate_option, resolve_settings, store_options
 from sesstool.render.env import Environment
 from sesstool.render.output import Column, emit_many, emit_one, emit_text
 from sesstool.render.progress import Progress
 
 if t.TYPE_CHECKING:
     from sesstool.ops.migrate import MigrateReport
-    from sesstool.ops.pacing import Pacer
     from sesstool.ops.purge import Criteria, PurgeResult
-
-
-def rate_option(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
-    return click.option(
-        "--rate",
-        type=click.IntRange(min=1),
-        default=None,
-        metavar="N",
-        help="At most N sessions per second (default: as fast as the store answers).",
-    )(fn)
-
-
-def _pacer(rate: int | None) -> Pacer:
-    from sesstool.ops.pacing import Pacer
-
-    return Pacer(rate)
 
 
 # -- purge ---------------------------------------------------------------------------------
@@ -177,7 +160,7 @@ def _run_purge(env: Environment, store: t.Any, prefix: str, criteria: Criteria, 
 
     try:
         return run(store, prefix, criteria, serializer=serializer, dry_run=dry_run, batch=batch,
-                   pacer=_pacer(rate), on_selected=writer.write if writer else None, on_batch=on_batch)
+                   pacer=pacer_for(rate), on_selected=writer.write if writer else None, on_batch=on_batch)
     except KeyboardInterrupt:
         progress.finish()
         if not dry_run:
@@ -239,7 +222,7 @@ def export(ctx: click.Context, /, where: tuple[str, ...], batch: int, rate: int 
     progress = Progress(env.stderr, "exported", enabled=env.show_progress)
     try:
         records = iter_export(store, settings.prefix, serializer=settings.serializer, where=predicate,
-                              batch=batch, pacer=_pacer(rate), counters=counters, on_batch=progress.advance)
+                              batch=batch, pacer=pacer_for(rate), counters=counters, on_batch=progress.advance)
         emit_many(env, records, fmt, [])
     finally:
         progress.finish()
@@ -281,7 +264,7 @@ def import_(ctx: click.Context, /, source: str, skip_existing: bool, skip_invali
         progress = Progress(env.stderr, "imported", enabled=env.show_progress)
         try:
             result = import_records(store, handle, settings.prefix, skip_existing=skip_existing,
-                                    skip_invalid=skip_invalid, batch=batch, pacer=_pacer(rate),
+                                    skip_invalid=skip_invalid, batch=batch, pacer=pacer_for(rate),
                                     on_batch=progress.advance)
         finally:
             progress.finish()
@@ -369,7 +352,7 @@ def migrate(ctx: click.Context, /, target: str, dry_run: bool, lossy: bool, batc
 
     try:
         report = run(store, settings.prefix, target, serializer=settings.serializer, dry_run=dry_run, lossy=lossy,
-                     batch=batch, pacer=_pacer(rate), on_batch=on_batch)
+                     batch=batch, pacer=pacer_for(rate), on_batch=on_batch)
     finally:
         progress.finish()
         store.close()

@@ -9,7 +9,7 @@ import typing as t
 import click
 
 from sesstool.cli.completion import complete_session_ids
-from sesstool.cli.options import Settings, format_option, resolve_settings, store_options
+from sesstool.cli.options import Settings, format_option, paced, rate_option, resolve_settings, store_options
 from sesstool.durations import format_duration
 from sesstool.render.env import Environment
 from sesstool.render.output import Column, emit_many, emit_one
@@ -38,14 +38,35 @@ def where_option(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     )(fn)
 
 
+DEFAULT_BATCH = 1000
+#: with --rate, a round trip carries about this many seconds' worth of the rate
+PACED_STEP = 0.005
+
+
 def batch_option(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     return click.option(
         "--batch",
         type=click.IntRange(1, 100_000),
-        default=1000,
-        show_default=True,
-        help="Keys per SCAN step and per round trip.",
+        default=None,
+        callback=_batch_size,
+        help=f"Keys per SCAN step and per round trip. [default: {DEFAULT_BATCH:,}; with --rate N: "
+        f"N/{1 / PACED_STEP:.0f}, at least 10]",
     )(fn)
+
+
+def _batch_size(ctx: click.Context, param: click.Parameter, batch: int | None) -> int:
+    # A big batch is one long step for a single-threaded server, which every other
+    # client waits behind: measured beside an app-like workload (benchmarks/
+    # bench_gentle.py), 1,000-key steps raise its p99 latency several times more than
+    # 100-key steps at the same --rate. So a paced command takes small steps. An
+    # option given on the command line is processed before one left to its default,
+    # so --rate is known here when the user gave it.
+    if batch is not None:
+        return batch
+    rate = ctx.params.get("rate")
+    if rate is None:
+        return DEFAULT_BATCH
+    return max(10, min(DEFAULT_BATCH, int(rate * PACED_STEP)))
 
 
 def warn_other_types(env: Environment, counters: ScanCounters, prefix: str, *, selected: bool = False) -> None:
@@ -87,6 +108,7 @@ def session_key(settings: Settings, text: str) -> bytes:
     help="Sort (reads every selected session before printing).",
 )
 @batch_option
+@rate_option
 @format_option
 @click.pass_context
 def list_sessions(
@@ -97,6 +119,7 @@ def list_sessions(
     with_data: bool,
     sort: str | None,
     batch: int,
+    rate: int | None,
     fmt: str,
     **_: t.Any,
 ) -> None:
@@ -111,6 +134,7 @@ def list_sessions(
       sesstool list --where user_id=42 --format ndjson
       sesstool list --where '!user_id' --where _permanent=true --limit 20
       sesstool list --sort size --limit 10 --data
+      sesstool list --rate 5000 --format ndjson > sessions.ndjson   # gentle on a busy store
     """
     from sesstool.ops.listing import ScanCounters, iter_decoded, iter_plain_records, iter_records
     from sesstool.ops.selectors import parse_all
@@ -130,7 +154,7 @@ def list_sessions(
                 counters=counters,
                 batch=batch,
                 limit=limit,
-                on_batch=progress.advance,
+                on_batch=paced(progress.advance, rate),
             )
         else:
             decoded = iter_decoded(
@@ -140,7 +164,7 @@ def list_sessions(
                 where=predicate,
                 counters=counters,
                 batch=batch,
-                on_batch=progress.advance,
+                on_batch=paced(progress.advance, rate),
             )
             records = iter_records(decoded, settings.prefix, with_data=with_data, sort=sort, limit=limit,
                                    counters=counters)

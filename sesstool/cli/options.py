@@ -20,6 +20,7 @@ from sesstool.errors import InvalidInput
 from sesstool.render.env import Environment
 
 if t.TYPE_CHECKING:
+    from sesstool.ops.pacing import Pacer
     from sesstool.stores.base import Store
 from sesstool.render.output import FORMATS
 
@@ -236,3 +237,33 @@ def _read_key_file(path: str) -> list[str]:
     if not keys:
         raise InvalidInput(f"--secret-key-file {path} holds no key")
     return keys
+
+
+def rate_option(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    return click.option(
+        "--rate",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="At most N sessions per second, to go easy on a busy store (default: as fast as it answers).",
+    )(fn)
+
+
+def pacer_for(rate: int | None) -> Pacer:
+    from sesstool.ops.pacing import Pacer
+
+    return Pacer(rate)
+
+
+def paced(advance: t.Callable[[int], None], rate: int | None) -> t.Callable[[int], None]:
+    """``advance`` (a progress bar's) that also keeps the command at ``rate`` sessions
+    a second: the callback a read-only scan calls after each batch."""
+    if rate is None:
+        return advance
+    pacer = pacer_for(rate)
+
+    def step(count: int) -> None:
+        advance(count)
+        pacer.pace(count)
+
+    return step

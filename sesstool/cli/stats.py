@@ -7,7 +7,7 @@ import typing as t
 import click
 
 from sesstool.cli.inspect import batch_option, warn_other_types, where_option
-from sesstool.cli.options import format_option, resolve_settings, store_options
+from sesstool.cli.options import format_option, paced, rate_option, resolve_settings, store_options
 from sesstool.render.env import Environment
 from sesstool.render.progress import Progress
 
@@ -22,10 +22,11 @@ from sesstool.render.progress import Progress
 @click.option("--top", type=click.IntRange(min=1), default=None, metavar="N",
               help="How many values (--by) or fields (--fields) to list. [default: 20]")
 @batch_option
+@rate_option
 @format_option
 @click.pass_context
 def stats(ctx: click.Context, /, where: tuple[str, ...], by_field: str | None, by_fields: bool, top: int | None,
-          batch: int, fmt: str, **_: t.Any) -> None:
+          batch: int, rate: int | None, fmt: str, **_: t.Any) -> None:
     """Count sessions by serializer; sessions without expiry; size and TTL percentiles.
 
     --by FIELD lists who holds the sessions (per user with --by _user_id), --fields
@@ -43,6 +44,7 @@ def stats(ctx: click.Context, /, where: tuple[str, ...], by_field: str | None, b
       sesstool stats --by _user_id --top 10
       sesstool stats --by cart.currency --format json
       sesstool stats --fields
+      sesstool stats --rate 5000
     """
     from sesstool.ops.fieldstats import DEFAULT_TOP, ByField, ByValue
     from sesstool.ops.listing import ScanCounters, iter_decoded
@@ -64,7 +66,7 @@ def stats(ctx: click.Context, /, where: tuple[str, ...], by_field: str | None, b
     progress = Progress(env.stderr, "scanned", enabled=env.show_progress)
     try:
         for decoded in iter_decoded(store, settings.prefix, serializer=settings.serializer, where=predicate,
-                                    counters=counters, batch=batch, on_batch=progress.advance):
+                                    counters=counters, batch=batch, on_batch=paced(progress.advance, rate)):
             accumulator.add(decoded)
     finally:
         progress.finish()
