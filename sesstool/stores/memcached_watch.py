@@ -52,6 +52,8 @@ _FIELD = re.compile(rb"([a-z_]{1,32})=([!-~]{1,1024})")
 _NUMBER = re.compile(rb"[0-9]{1,20}(\.[0-9]{1,9})?")
 #: commands that store only over an existing item
 _CHANGES_ONLY = frozenset({b"replace", b"append", b"prepend", b"cas"})
+#: a key as memcached's uriencode() writes it: safe bytes, everything else %XX
+_ENCODED_KEY = re.compile(rb"(?:[A-Za-z0-9._~-]|%[0-9A-Fa-f]{2}){1,750}")
 _VERSION = re.compile(rb"VERSION (\d{1,4})\.(\d{1,4})\.(\d{1,4})")
 
 
@@ -79,12 +81,9 @@ def parse_line(line: bytes) -> LogEntry | None:
         return None
     kind = fields.get(b"type")
     encoded = fields.get(b"key")
-    if kind not in (b"item_store", b"deleted") or encoded is None:
+    if kind not in (b"item_store", b"deleted") or encoded is None or not _ENCODED_KEY.fullmatch(encoded):
         return None
-    try:
-        key = uri_decode(encoded)
-    except ValueError:
-        return None
+    key = uri_decode(encoded)
     if not valid_key(key):
         return None
     status = fields.get(b"status", b"")
