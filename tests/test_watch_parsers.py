@@ -16,7 +16,9 @@ from sesstool.stores.redis_watch import NEEDED, KeyEvents, enable_command, missi
 from tests.properties import examples
 
 # What memcached 1.6.18 wrote for `set session:a` (tests/test_watch.py drives a real one).
-STORE_LINE = b"ts=1796629769.826592 gid=2 type=item_store key=session%3Aa status=stored cmd=set ttl=0 clsid=1 cfd=26 size=1"
+STORE_LINE = (
+    b"ts=1796629769.826592 gid=2 type=item_store key=session%3Aa status=stored cmd=set ttl=0 clsid=1 cfd=26 size=1"
+)
 DELETE_LINE = b"ts=1796629769.9 gid=3 type=deleted key=session%3Aa cmd=delete clsid=1 size=1"
 
 keys = st.binary(min_size=1, max_size=250).filter(valid_key)
