@@ -14,6 +14,7 @@ import subprocess
 import sys
 import typing as t
 import uuid
+import warnings
 
 import pytest
 
@@ -243,3 +244,26 @@ def test_the_live_view_on_a_terminal_escapes_hostile_keys(notifications_off: t.A
     text = shown.decode("utf-8", "replace")
     assert "\x1b]52" not in text and "\\x1b]52;c;ZXZpbA==\\x07" in text
     assert "plain" in text and "created 2" in text
+
+
+@pytest.mark.parametrize("topology", ["redis", "memcached"])
+def test_an_idle_feed_is_no_stalled_round_trip(topology: str, notifications_off: t.Any, redis_url: str,
+                                               memcached_server: ServerProcess) -> None:  # fmt: skip
+    """Each step of the feed waits at most ``idle``, so the per-step deadline that bounds
+    every store call (here 1 s) never fires however long nothing happens."""
+    from sesstool.deadline import DeadlineStore
+
+    url = redis_url if topology == "redis" else f"memcached://127.0.0.1:{memcached_server.port}"
+    store = t.cast(t.Any, DeadlineStore(open_store(url), 1.0))
+    idle_steps = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # memcached < 1.6.20: no deletions
+        feed = store.watch(f"w{uuid.uuid4().hex[:6]}:".encode(), idle=0.05, enable=True)
+        try:
+            for step in feed:
+                idle_steps += step is FeedState.IDLE
+                if idle_steps == 30:  # 1.5 s of nothing, in steps of 0.05 s
+                    break
+        finally:
+            feed.close()
+            store.close()
