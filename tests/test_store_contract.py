@@ -20,6 +20,7 @@ import re
 import time
 import typing as t
 import uuid
+import warnings
 
 import pytest
 
@@ -345,6 +346,7 @@ _OPERATIONS: dict[Capability, t.Callable[[Store, bytes], object]] = {
     Capability.CONDITIONAL_DELETE: lambda s, k: s.delete_if_unchanged([StoredItem(k, b"v", None)]),
     Capability.IDLE_TIME: lambda s, k: s.idle_seconds([k]),
     Capability.RECLAIM_EXPIRED: lambda s, k: s.reclaim_expired(),
+    Capability.CHANGE_FEED: lambda s, k: next(s.watch(k)),
 }
 
 
@@ -360,6 +362,33 @@ def test_every_capability_not_declared_is_unsupported(store: Store, prefix: byte
         if operation is not None:
             with pytest.raises(Unsupported, match="this store cannot"):
                 operation(store, prefix + b"k")
+
+
+def test_a_declared_change_feed_reports_writes_made_once_it_is_ready(store: Store, prefix: bytes) -> None:
+    if not store.supports(Capability.CHANGE_FEED):
+        return
+    from sesstool.stores.changes import Change, FeedState
+
+    key = prefix + b"watched"
+    seen: list[Change] = []
+    # enable: the servers are shared; turning notifications on only adds flags.
+    feed = store.watch(prefix, idle=0.2, enable=True)
+    # memcached before 1.6.20 warns that it logs no deletions; not this test's subject
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        try:
+            for step in feed:
+                if step is FeedState.READY:
+                    store.set(prefix.rstrip(b":") + b"-outside", b"v", 60)  # not under the prefix
+                    store.set(key, b"v1", 60)
+                    store.set(key, b"v2", 60)
+                elif isinstance(step, Change):
+                    seen.append(step)
+                    if len(seen) == 2:
+                        break
+        finally:
+            feed.close()
+    assert seen == [Change("created", key), Change("changed", key)]
 
 
 def test_purge_expired_is_declared_or_unsupported(store: Store) -> None:
@@ -406,6 +435,7 @@ def minimal_url(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> str:
         (["persist", "abc"], "this store cannot remove a key's expiry"),
         (["expire", "abc", "--in", "1h"], "this store cannot set a key's expiry"),
         (["edit", "abc", "--set", "a=2"], "this store cannot replace a value only if it is unchanged"),
+        (["watch", "--limit", "1"], "this store cannot report changes as they happen, which watch needs"),
     ],
 )
 def test_the_cli_names_what_the_store_cannot_do(cli: t.Any, minimal_url: str, args: list[str], message: str) -> None:

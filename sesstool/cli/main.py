@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "crack": ("sesstool.cli.cookies", "crack"),
     "replay": ("sesstool.cli.replay", "replay"),
     "doctor": ("sesstool.cli.doctor", "doctor"),
+    "watch": ("sesstool.cli.watch", "watch"),
     "completion": ("sesstool.cli.completion", "completion"),
 }
 

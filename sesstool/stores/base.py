@@ -33,6 +33,9 @@ from dataclasses import dataclass
 from sesstool.errors import InvalidInput, Unsupported
 from sesstool.stores.capabilities import Capability, ExpiredPurge
 
+if t.TYPE_CHECKING:
+    from sesstool.stores.changes import Feed
+
 __all__ = ["MISSING", "STRING", "Capability", "Columns", "Entry", "ExpiredPurge", "Store", "StoredItem"]
 
 STRING = "string"
@@ -226,6 +229,18 @@ class Store(abc.ABC):
     def reclaim_expired(self) -> int:
         """Have the servers free the items past their expiry; return how many went."""
         raise self.unsupported(Capability.RECLAIM_EXPIRED)
+
+    def watch(self, prefix: bytes, *, idle: float = 1.0, enable: bool = False) -> Feed:
+        """Changes to keys under ``prefix`` as they happen (see :mod:`.changes`): a
+        :class:`~.changes.Change` per event, ``FeedState.READY`` once subscribed and
+        ``FeedState.IDLE`` after each ``idle`` seconds without one, forever.
+
+        :param enable: turn on what the server needs to report changes (Redis's
+            keyspace notifications), adding to its settings and never removing any.
+        :raises Unsupported: when the store has no change feed, or its server has
+            it turned off and ``enable`` is false (the message says how to turn it on).
+        """
+        raise self.unsupported(Capability.CHANGE_FEED)
 
     # -- batches: correct on any store, overridden where a backend does better ---------
 

@@ -163,6 +163,17 @@ def stats() -> Request:
     return Request(b"stats\r\n")
 
 
+#: the log streams ``watch`` may ask for (``deletions``: memcached 1.6.20 and later)
+WATCH_STREAMS = ("mutations", "deletions")
+
+
+def watch(streams: t.Sequence[str]) -> Request:
+    """``watch`` turns the connection into a log feed; it changes nothing stored."""
+    if not streams or any(stream not in WATCH_STREAMS for stream in streams):
+        raise InvalidInput(f"unknown memcached watch streams {streams!r}")
+    return Request(b"watch " + " ".join(streams).encode("ascii") + b"\r\n")
+
+
 def metadump() -> Request:
     return Request(b"lru_crawler metadump all\r\n")
 

@@ -29,6 +29,9 @@ from sesstool.stores.memcached_routing import HASHES, crc32_bucket, one_at_a_tim
 from sesstool.stores.memcached_wire import CasToken, Connection, ItemVersion, iter_dump, server_name, uri_encode
 from sesstool.stores.parallel import merged
 
+if t.TYPE_CHECKING:
+    from sesstool.stores.changes import Feed
+
 TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
 MAX_TIMEOUT = 3600.0
@@ -109,7 +112,7 @@ class MemcachedReader(Store):
     :param warn: told about keys a listing skipped (default: :func:`warnings.warn`).
     """
 
-    capabilities = frozenset({Capability.IDLE_TIME, Capability.ENUMERABLE_IDS})
+    capabilities = frozenset({Capability.IDLE_TIME, Capability.ENUMERABLE_IDS, Capability.CHANGE_FEED})
     expired_purge = ExpiredPurge.SERVER_RECLAIM
     value_limit = 1024 * 1024  # memcached's default item size (-I 1m)
 
@@ -194,6 +197,13 @@ class MemcachedReader(Store):
 
     def describe(self) -> str:
         return self.url
+
+    def watch(self, prefix: bytes, *, idle: float = 1.0, enable: bool = False) -> Feed:
+        """``watch mutations`` (and ``deletions``) on every server; see :mod:`.memcached_watch`.
+        Nothing needs enabling on memcached: ``enable`` changes nothing."""
+        from sesstool.stores.memcached_watch import memcached_feed
+
+        return memcached_feed(self, prefix, idle=idle)
 
     def scan_keys(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[list[bytes]]:
         """The keys under ``prefix``, every server dumped at once (:mod:`.parallel`)."""

@@ -31,6 +31,9 @@ from sesstool.stores.parallel import merged
 from sesstool.stores.redis_scripts import COMPARE_AND_SET, DELETE_IDLE, DELETE_IF_UNCHANGED, FETCH_IDLE
 from sesstool.stores.scanseen import SeenKeys
 
+if t.TYPE_CHECKING:
+    from sesstool.stores.changes import Feed
+
 _LFU_MESSAGE = (
     "{where} cannot report idle time: its maxmemory-policy is an LFU policy "
     "(idle time needs an LRU or noeviction policy)"
@@ -43,6 +46,7 @@ class RedisBase(Store):
     capabilities = frozenset({
         Capability.WRITE, Capability.PER_KEY_TTL, Capability.PERSIST, Capability.COMPARE_AND_SET,
         Capability.CONDITIONAL_DELETE, Capability.IDLE_TIME, Capability.ENUMERABLE_IDS,
+        Capability.CHANGE_FEED,
     })
     expired_purge = ExpiredPurge.IDLE_WITHOUT_TTL
 
@@ -271,6 +275,21 @@ class RedisBase(Store):
     def close(self) -> None:
         with contextlib.suppress(RedisError, OSError):
             self.client.close()
+
+    # -- change feed -------------------------------------------------------------
+
+    def watch(self, prefix: bytes, *, idle: float = 1.0, enable: bool = False) -> Feed:
+        """Keyspace notifications of every node (see :mod:`.redis_watch`)."""
+        from sesstool.stores.redis_watch import redis_feed
+
+        return redis_feed(self, prefix, db=self.database(), idle=idle, enable=enable)
+
+    def database(self) -> int:
+        """The database number keys live in (a Cluster has only 0)."""
+        try:
+            return int(self.client.connection_pool.connection_kwargs.get("db") or 0)
+        except (AttributeError, TypeError, ValueError):
+            return 0
 
     # -- errors ----------------------------------------------------------------
 
