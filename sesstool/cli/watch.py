@@ -8,7 +8,7 @@ import click
 
 from sesstool.cli.inspect import where_option
 from sesstool.cli.options import format_option, resolve_settings, store_options
-from sesstool.env import Environment
+from sesstool.render.env import Environment
 
 
 @click.command()

@@ -9,8 +9,8 @@ from __future__ import annotations
 import csv
 import typing as t
 
-from sesstool.env import Environment
 from sesstool.ops.records import dumps
+from sesstool.render.env import Environment
 from sesstool.render.terminal import printable
 
 if t.TYPE_CHECKING:
