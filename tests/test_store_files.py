@@ -162,9 +162,20 @@ def test_export_then_import_into_another_directory_round_trips(cli: t.Any, tmp_p
     moved = make_app(file_dir=str(target))
     for i, one in enumerate(written):
         assert read_session(moved, one.cookie) == {"_permanent": True, "user": i, "tags": ["x"]}
-    # Into a store whose keys carry the sid, a record without one is refused, as before.
-    skipped = cli("import", "-", "--store", f"file://{target}", "--skip-existing", input=exported.stdout)
-    assert skipped.exit_code == 0 and "3" in skipped.stdout
+    skipped = cli("import", "-", "--store", f"file://{target}", "--skip-existing", "--format", "json",
+                  input=exported.stdout)
+    assert skipped.json() == {"imported": 0, "skipped": 3} and _count(target) == 3
+
+
+def test_records_without_a_sid_do_not_go_into_a_store_whose_keys_carry_it(cli: t.Any, tmp_path: Path,
+                                                                          redis_url: str) -> None:
+    app = make_app(file_dir=str(tmp_path))
+    write_session(app, {"a": 1})
+    exported = cli("export", "--store", f"file://{tmp_path}").stdout
+    refused = cli("import", "-", "--store", redis_url, input=exported)
+    assert refused.exit_code == 2 and "is not under the prefix" in refused.stderr and "sid null" in refused.stderr
+    csv = cli("list", "--store", f"file://{tmp_path}", "--format", "csv").stdout.splitlines()
+    assert csv[0] == "sid,key,ttl,size,serializer" and csv[1].startswith(",") and _session_files(tmp_path)[0] in csv[1]
 
 
 def test_a_rewrite_keeps_the_mode(cli: t.Any, tmp_path: Path) -> None:

@@ -253,7 +253,8 @@ def _record_key(record: dict[str, t.Any], prefix: str, raw_keys: bool = False) -
         if raw_keys and not record["key"].startswith(prefix):
             return _checked_id(record["key"], "key").encode("utf-8", "surrogateescape")
         if not record["key"].startswith(prefix):
-            raise InvalidInput(f"key {record['key']!r} is not under the prefix {prefix!r}: pass --prefix")
+            raise InvalidInput(f"key {record['key']!r} is not under the prefix {prefix!r}: pass --prefix "
+                               "(records with sid null from a store of hashed file names go back into such a store)")
         sid = record["key"][len(prefix) :]
     if not isinstance(sid, str) or not sid:
         raise InvalidInput('a record needs "sid" (or "key")')
