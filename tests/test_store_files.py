@@ -314,3 +314,14 @@ def test_flask_session_05_files_are_read_changed_and_read_back(cli: t.Any, tmp_p
     assert created.exit_code == 0, created.stderr
     assert (tmp_path / digest("md5", b"session:newsid")).exists()
     assert read_old_session("0.5", store, "newsid")["data"] == {"n": 1}
+
+
+def test_doctor_and_migrate_know_the_app_reads_only_pickles_here(cli: t.Any, tmp_path: Path) -> None:
+    app = make_app(file_dir=str(tmp_path))
+    one = write_session(app, {"a": 1})
+    url = f"file://{tmp_path}"
+    checks = {c["id"]: c for c in cli("doctor", "--store", url, "--format", "json").json()["checks"]}
+    assert checks["sessions.pickle"]["level"] == "ok" and checks["serializers"]["level"] == "ok"
+    refused = cli("migrate", "--to", "msgpack", "--store", url)
+    assert refused.exit_code == 2 and "would make every session unreadable" in refused.stderr
+    assert read_session(app, one.cookie) == {"_permanent": True, "a": 1}

@@ -77,6 +77,7 @@ class FileStore(Store):
     capabilities = frozenset({Capability.WRITE, Capability.PER_KEY_TTL, Capability.PERSIST,
                               Capability.COMPARE_AND_SET, Capability.CONDITIONAL_DELETE})  # fmt: skip
     expired_purge = ExpiredPurge.TTL_ZERO
+    value_serializer = "pickle"  # see files_format: every Flask-Session version pickles here
 
     def __init__(self, directory: str, *, hash_method: str | None = None, url: str | None = None,
                  warn: t.Callable[[str], None] | None = None) -> None:  # fmt: skip
