@@ -129,6 +129,8 @@ class Directory:
         except OSError as e:
             if e.errno == errno.ELOOP:
                 raise BadFile("a symlink, not a session file") from None
+            if e.errno in (errno.EACCES, errno.EPERM):  # one file's owner or mode: skip it, not the scan
+                raise BadFile(f"not readable ({e.strerror})") from None
             raise self.failed(name, e) from e
         try:
             st = os.fstat(fd)
