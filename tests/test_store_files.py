@@ -325,3 +325,20 @@ def test_doctor_and_migrate_know_the_app_reads_only_pickles_here(cli: t.Any, tmp
     refused = cli("migrate", "--to", "msgpack", "--store", url)
     assert refused.exit_code == 2 and "would make every session unreadable" in refused.stderr
     assert read_session(app, one.cookie) == {"_permanent": True, "a": 1}
+
+
+def test_a_redis_export_imported_into_a_directory_is_pickled_for_the_app(cli: t.Any, tmp_path: Path,
+                                                                         redis_url: str) -> None:
+    import uuid
+
+    prefix = f"files{uuid.uuid4().hex[:8]}:"
+    on_redis = make_app(redis_url=redis_url, prefix=prefix)
+    one = write_session(on_redis, {"user": 5, "cart": [1, 2]})
+    exported = cli("export", "--store", redis_url, "--prefix", prefix)
+    assert json.loads(exported.stdout)["serializer"] == "msgpack"
+    imported = cli("import", "-", "--store", f"file://{tmp_path}", "--prefix", prefix, input=exported.stdout)
+    assert imported.exit_code == 0, imported.stderr
+    on_files = make_app(file_dir=str(tmp_path), prefix=prefix)
+    assert read_session(on_files, one.cookie) == {"_permanent": True, "user": 5, "cart": [1, 2]}
+    listed = cli("list", "--store", f"file://{tmp_path}", "--format", "json").json()
+    assert [r["serializer"] for r in listed] == ["pickle"]
