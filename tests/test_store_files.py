@@ -60,6 +60,26 @@ def test_parse_never_fails_but_with_bad_file(content: bytes) -> None:
     assert expiry == struct.unpack("=I", content[:4])[0] and isinstance(value, bytes)
 
 
+@examples(60)
+@given(files=st.lists(st.tuples(st.sampled_from(["sha256", "md5", "odd"]), st.binary(max_size=40)), max_size=8))
+def test_a_scan_of_any_directory_yields_or_skips_every_file(files: list[tuple[str, bytes]]) -> None:
+    import tempfile
+    from unittest import mock
+
+    with tempfile.TemporaryDirectory() as directory, mock.patch.object(files_dir, "NAMED_SKIPS", 100):
+        for index, (kind, content) in enumerate(files):
+            name = f"odd{index}" if kind == "odd" else digest(kind, b"%d" % index)
+            Path(directory, name).write_bytes(content)
+        skipped: list[str] = []
+        store = FileStore(directory, warn=skipped.append)
+        items = [item for batch in store.scan(b"", batch=3) for item in batch]
+        store.close()
+        assert len(items) + len(skipped) == len(files)
+        for item in items:
+            content = Path(directory, item.key.decode()).read_bytes()
+            assert parse(content)[1] == item.value
+
+
 def test_a_session_pickle_is_stored_as_it_is() -> None:
     dumped = pickle.dumps({"user": 42}, 5)
     assert wrap(dumped) == dumped and unwrap(dumped) is None
