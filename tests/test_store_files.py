@@ -362,3 +362,16 @@ def test_a_redis_export_imported_into_a_directory_is_pickled_for_the_app(cli: t.
     assert read_session(on_files, one.cookie) == {"_permanent": True, "user": 5, "cart": [1, 2]}
     listed = cli("list", "--store", f"file://{tmp_path}", "--format", "json").json()
     assert [r["serializer"] for r in listed] == ["pickle"]
+
+
+def test_doctor_traces_a_cookie_to_its_file(cli: t.Any, tmp_path: Path) -> None:
+    app = make_app(file_dir=str(tmp_path))
+    one = write_session(app, {"a": 1})
+    url = f"file://{tmp_path}"
+    traced = cli("doctor", "--cookie", one.cookie, "--store", url, "--format", "json").json()
+    found = {c["id"]: c for c in traced["checks"]}
+    assert found["cookie.key"]["level"] == "ok" and found["cookie.decode"]["level"] == "ok"
+    lost = cli("doctor", "--cookie", "nosuchsession", "--store", url, "--format", "json")
+    assert lost.exit_code == 1
+    (key_check,) = [c for c in lost.json()["checks"] if c["id"] == "cookie.key"]
+    assert key_check["level"] == "fail" and "hide the session ids" in key_check["message"]
