@@ -278,6 +278,11 @@ def test_hostile_files_are_reported_skipped_and_the_rest_goes_on(cli: t.Any, tmp
         assert why in listed.stderr
     shown = cli("show", good.sid, "--store", url, "--format", "json")
     assert shown.json()["data"] == {"_permanent": True, "ok": True}
+    exported = cli("export", "--store", url)
+    lines = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert exported.exit_code == 0 and len(lines) == 3
+    assert {r["key"] for r in lines if r["serializer"] == "unknown"} == {names["garbage"], names["bomb"]}
+    assert all("raw" in r for r in lines if r["serializer"] == "unknown")  # kept byte for byte
 
     purged = cli("purge", "--all", "--yes", "--store", url, "--format", "json")
     assert purged.exit_code == 0 and purged.json()["deleted"] == 3, purged.stderr
