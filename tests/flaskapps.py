@@ -23,7 +23,11 @@ def make_app(
     prefix: str = "session:",
     lifetime: timedelta = timedelta(days=31),
     secret_key: str = SECRET,
+    file_dir: str | None = None,
+    file_type: str = "cachelib",
 ) -> t.Any:
+    """:param file_dir: a directory for SESSION_TYPE ``file_type``: ``cachelib`` (a
+        ``FileSystemCache`` as SESSION_CACHELIB) or ``filesystem`` (SESSION_FILE_DIR)."""
     import warnings
 
     from flask import Flask, jsonify, request, session
@@ -37,7 +41,14 @@ def make_app(
         SESSION_USE_SIGNER=use_signer,
         PERMANENT_SESSION_LIFETIME=lifetime,
     )
-    if redis_url is not None:
+    if file_dir is not None:
+        from cachelib.file import FileSystemCache
+
+        if file_type == "cachelib":
+            app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=FileSystemCache(file_dir, threshold=500))
+        else:
+            app.config.update(SESSION_TYPE="filesystem", SESSION_FILE_DIR=file_dir)
+    elif redis_url is not None:
         import redis
 
         app.config.update(SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(redis_url))

@@ -181,14 +181,34 @@ def test_app_client_reaches_the_apps_store(cli, apps, redis_url) -> None:
 
 def test_unsupported_session_type(cli, apps) -> None:
     apps.write(
+        "mongo",
+        "from flask import Flask\napp = Flask(__name__)\napp.config['SESSION_TYPE'] = 'mongodb'\n",
+    )
+    result = cli("probe", "--app", "mongo:app")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: unsupported SESSION_TYPE 'mongodb': sesstool supports redis, memcached, filesystem, cachelib\n"
+    )
+    # replay runs the app's own interface, whatever its backend
+    assert load_app_settings("mongo:app", require_store=False).session_type == "mongodb"
+
+
+@pytest.mark.parametrize("kind", ["filesystem", "cachelib"])
+def test_filesystem_and_cachelib_apps_name_their_directory(cli, apps, tmp_path, kind) -> None:
+    directory = tmp_path / "sessions"
+    apps.write(
         "files",
-        "from flask import Flask\napp = Flask(__name__)\napp.config['SESSION_TYPE'] = 'filesystem'\n",
+        "import warnings\nfrom flask import Flask\nfrom flask_session import Session\n"
+        "from cachelib.file import FileSystemCache\napp = Flask(__name__)\n"
+        f"app.config.update(SESSION_TYPE={kind!r}, SESSION_FILE_DIR={str(directory)!r},\n"
+        f"    SESSION_CACHELIB=FileSystemCache({str(directory)!r}))\n"
+        "warnings.simplefilter('ignore')\nSession(app)\n",
     )
     result = cli("probe", "--app", "files:app")
-    assert result.exit_code == 2
-    assert result.stderr == "error: unsupported SESSION_TYPE 'filesystem': sesstool supports redis and memcached\n"
-    # replay runs the app's own interface, whatever its backend
-    assert load_app_settings("files:app", require_store=False).session_type == "filesystem"
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["store_url"] == f"file://{directory}"
+    listed = cli("list", "--app", "files:app", "--format", "json")
+    assert listed.exit_code == 0 and listed.json() == []
 
 
 @pytest.mark.parametrize(

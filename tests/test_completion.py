@@ -163,3 +163,12 @@ def test_round_trip_through_the_completion_protocol() -> None:
         check=False,
     )
     assert result.stdout.splitlines() == ["plain,bash", "plain,zsh", "plain,fish"]
+
+
+def test_a_store_whose_keys_hide_the_ids_offers_none(tmp_path: Path) -> None:
+    from sesstool.stores import open_store
+
+    store = open_store(f"file://{tmp_path}")
+    store.set(b"session:abc", b"\x80\x05}\x94.", 600)
+    store.close()
+    assert completions(["probe-show", "--store", f"file://{tmp_path}"], "") == []

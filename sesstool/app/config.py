@@ -9,7 +9,8 @@ here, when an app is asked for, so commands without ``--app`` start fast.
 
 From ``app.config`` come ``SESSION_TYPE``, ``SESSION_REDIS`` (the client object
 itself, so host, port, db, password, TLS, Sentinel and Cluster need no retyping),
-``SESSION_MEMCACHED``, ``SESSION_KEY_PREFIX``, ``SESSION_SERIALIZATION_FORMAT``,
+``SESSION_MEMCACHED``, the directory of a filesystem / cachelib ``FileSystemCache``
+(``SESSION_FILE_DIR``, ``SESSION_CACHELIB``), ``SESSION_KEY_PREFIX``, ``SESSION_SERIALIZATION_FORMAT``,
 ``SESSION_USE_SIGNER``, ``SECRET_KEY``/``SECRET_KEY_FALLBACKS``,
 ``SESSION_COOKIE_NAME`` and ``PERMANENT_SESSION_LIFETIME``.
 """
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 
 from sesstool.errors import InvalidInput
 
-SUPPORTED_TYPES = ("redis", "memcached")
+SUPPORTED_TYPES = ("redis", "memcached", "filesystem", "cachelib")
 # Flask-Session's own fallbacks when SESSION_REDIS / SESSION_MEMCACHED is unset.
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_MEMCACHED_URL = "memcached://127.0.0.1:11211"
@@ -183,11 +184,34 @@ def settings_from_app(app: t.Any, *, require_store: bool = True) -> AppSettings:
         # The client itself, not just its servers: open_memcached reads from it how
         # the app spreads keys (rendezvous, python-memcached's crc32, pylibmc's modula).
         settings.client = client
+    elif session_type in ("filesystem", "cachelib"):
+        settings.store_url = file_cache_url(interface, config, session_type)
+        if settings.store_url is None and require_store:
+            raise InvalidInput(f"SESSION_TYPE {session_type!r} with a cache other than cachelib's FileSystemCache: "
+                               "sesstool reads only its directories (file://)")
     elif require_store:
         raise InvalidInput(
-            f"unsupported SESSION_TYPE {session_type!r}: sesstool supports {' and '.join(SUPPORTED_TYPES)}"
+            f"unsupported SESSION_TYPE {session_type!r}: sesstool supports {', '.join(SUPPORTED_TYPES)}"
         )
     return settings
+
+
+def file_cache_url(interface: t.Any, config: t.Any, session_type: str) -> str | None:
+    """The ``file://`` URL of the app's ``FileSystemCache`` (with its hash when md5,
+    as older cachelib names files); ``None`` when its cache is another kind."""
+    cache = getattr(interface, "cache", None)
+    if cache is None:
+        cache = config.get("SESSION_CACHELIB") if session_type == "cachelib" else None
+    path = getattr(cache, "_path", None)
+    if path is None and session_type == "filesystem":
+        path = config.get("SESSION_FILE_DIR") or "flask_session"  # Flask-Session's default, relative to cwd
+    if not isinstance(path, str) or (cache is not None and type(cache).__name__ != "FileSystemCache"):
+        return None
+    method = getattr(getattr(cache, "_hash_method", None), "__name__", "")
+    if not method:  # cachelib before 0.10 keeps it as _default_hash_method (md5)
+        method = getattr(getattr(cache, "_default_hash_method", None), "__name__", "")
+    query = "?hash=md5" if "md5" in method else ""
+    return "file://" + os.path.abspath(path) + query
 
 
 def _read_cookie_signing(interface: t.Any, settings: AppSettings) -> None:

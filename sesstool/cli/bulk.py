@@ -28,7 +28,8 @@ if t.TYPE_CHECKING:
 @store_options
 @click.option("--expired", is_flag=True,
               help="Sessions past their lifetime: on Redis, keys without a TTL idle longer than --lifetime; "
-                   "on memcached, items past their expiry that the servers still hold (freed by the LRU crawler).")
+                   "on memcached, items past their expiry that the servers still hold (freed by the LRU crawler); "
+                   "on SQL and file stores, sessions whose expiry has passed.")
 @click.option("--lifetime", metavar="DURATION", default=None,
               help="Session lifetime for --expired. [default: the app's PERMANENT_SESSION_LIFETIME, else 31d]")
 @click.option("--empty", is_flag=True, help="Sessions holding nothing but Flask's bookkeeping ({} or _permanent).")
@@ -146,9 +147,11 @@ def _run_purge(env: Environment, store: t.Any, prefix: str, criteria: Criteria, 
                label: str | None = None) -> PurgeResult:
     from sesstool.ops.purge import purge as run
     from sesstool.ops.transfer import BackupFile
+    from sesstool.stores.capabilities import Capability
 
     progress = Progress(env.stderr, label or ("matching" if dry_run else "purging"), enabled=env.show_progress)
-    writer = BackupFile(backup, prefix) if backup and not dry_run else None
+    ids = store.supports(Capability.ENUMERABLE_IDS)
+    writer = BackupFile(backup, prefix, ids=ids) if backup and not dry_run else None
 
     deleted = 0
 

@@ -74,6 +74,12 @@ def complete_session_ids(ctx: click.Context, param: click.Parameter, incomplete:
             store = settings.open_store()
     except Exception:
         return []
+    from sesstool.stores.capabilities import Capability
+
+    if not store.supports(Capability.ENUMERABLE_IDS):  # its keys hide the ids (files named by a hash)
+        with contextlib.suppress(Exception):
+            store.close()
+        return []
     prefix: str = settings.prefix
     found: list[str] = []
 

@@ -138,6 +138,7 @@ def list_sessions(
     """
     from sesstool.ops.listing import ScanCounters, iter_decoded, iter_plain_records, iter_records
     from sesstool.ops.selectors import parse_all
+    from sesstool.stores.capabilities import Capability
 
     env: Environment = ctx.obj
     settings = resolve_settings(ctx)
@@ -167,7 +168,7 @@ def list_sessions(
                 on_batch=paced(progress.advance, rate),
             )
             records = iter_records(decoded, settings.prefix, with_data=with_data, sort=sort, limit=limit,
-                                   counters=counters)
+                                   counters=counters, ids=store.supports(Capability.ENUMERABLE_IDS))
         columns = LIST_COLUMNS + ([Column("data", "DATA", _compact)] if with_data else [])
         emit_many(env, records, fmt, columns)
     finally:

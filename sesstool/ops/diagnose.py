@@ -76,7 +76,7 @@ def _store_checks(report: checks.Report, subject: Subject, open_store: t.Callabl
         sample = checks.read_sample(store, subject.prefix, subject.serializer)
         checks.check_sessions(report, store, subject.prefix, sample)
         app_serializer = (subject.app_serializer or DEFAULT_APP_SERIALIZER) if subject.config is not None else None
-        checks.check_sample(report, sample, store.value_limit, app_serializer)
+        checks.check_sample(report, sample, store.value_limit, app_serializer, store.value_serializer)
         if subject.config is not None:
             checks.check_lifetime(report, sample, subject.lifetime)
         if subject.cookie is not None and subject.cookie_context is not None:

@@ -129,11 +129,33 @@ def check_sessions(report: Report, store: Store, prefix: str, sample: Sample) ->
                f"{found} ({scanned}): set --prefix (or the app's SESSION_KEY_PREFIX) to the right one")
 
 
-def check_sample(report: Report, sample: Sample, value_limit: int | None, app_serializer: str | None) -> None:
-    """Serializers versus the app's, pickle, expiry, sizes and undecodable values."""
+def check_sample(report: Report, sample: Sample, value_limit: int | None, app_serializer: str | None,
+                 fixed_serializer: str | None = None) -> None:  # fmt: skip
+    """Serializers versus the app's (or the one the store fixes), pickle, expiry,
+    sizes and undecodable values."""
     if not sample.count:
         return
     mix = ", ".join(f"{name} {n:,}" for name, n in sorted(sample.serializers.items(), key=lambda kv: -kv[1]))
+    if fixed_serializer is not None:
+        _check_fixed_serializer(report, sample, mix, fixed_serializer)
+    else:
+        _check_serializers(report, sample, mix, app_serializer)
+    _check_contents(report, sample, value_limit)
+
+
+def _check_fixed_serializer(report: Report, sample: Sample, mix: str, fixed: str) -> None:
+    others = {k: n for k, n in sample.serializers.items() if k not in (fixed, UNKNOWN)}
+    if others:
+        report.add("serializers", WARN, f"found {mix}: the app reads only {fixed} sessions from this store, so "
+                   "the others are lost sessions to it")
+    else:
+        report.add("serializers", OK, f"found {mix}: the {fixed} this store's Flask-Session backend writes")
+    if fixed == "pickle":
+        report.add("sessions.pickle", OK, "this store holds pickled sessions by design (sesstool decodes them "
+                   "without running them); nothing to migrate")
+
+
+def _check_serializers(report: Report, sample: Sample, mix: str, app_serializer: str | None) -> None:
     expected = app_serializer or "msgpack"
     others = {k: n for k, n in sample.serializers.items() if k not in (expected, UNKNOWN, "pickle")}
     if app_serializer is None:
@@ -150,6 +172,9 @@ def check_sample(report: Report, sample: Sample, value_limit: int | None, app_se
                    "pickle fallback; run `sesstool migrate --to msgpack --dry-run`, then without --dry-run")
     else:
         report.add("sessions.pickle", OK, "no pickled sessions")
+
+
+def _check_contents(report: Report, sample: Sample, value_limit: int | None) -> None:
     unknown = sample.serializers.get(UNKNOWN, 0)
     if unknown:
         report.add("sessions.decode", WARN, f"{_plural(unknown, 'value')} under the prefix cannot be decoded: "

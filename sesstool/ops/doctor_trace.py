@@ -18,7 +18,7 @@ from sesstool.ops.discovery import other_database_urls, survey
 from sesstool.ops.doctor import FAIL, OK, WARN, Report
 from sesstool.ops.records import UNKNOWN, decode_item
 from sesstool.redact import redact_url
-from sesstool.stores.base import STRING, Store
+from sesstool.stores.base import STRING, Capability, Store
 
 _StoreErrors = (StoreError, DeadlineExceeded)
 
@@ -126,6 +126,8 @@ def find_elsewhere(store: Store, sid: str, ctx: CookieContext) -> tuple[str | No
     """Where the session ``sid`` is, when not under the prefix: another prefix of this
     database, or (plain ``redis://`` URLs) another database of the server; and, for
     the message, what was searched."""
+    if not store.supports(Capability.ENUMERABLE_IDS):
+        return None, "this store's keys hide the session ids, so no other prefix can be searched"
     try:
         keyspace = survey(store, find_sid=sid)
     except _StoreErrors:

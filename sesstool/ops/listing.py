@@ -22,6 +22,7 @@ from sesstool.ops.records import (
     isolated,
     key_text,
     make_record,
+    sid_start,
     was_unrenderable,
 )
 from sesstool.ops.selectors import Predicate
@@ -116,7 +117,7 @@ def _plain_batches(
     on_batch: t.Callable[[int], None] | None,
 ) -> t.Iterator[list[dict[str, t.Any]]]:
     decode = decode_value
-    prefix_length = len(prefix)
+    prefix_length = sid_start(store, prefix)
     left = limit
     for keys, values, pttls, kinds in store.scan_columns(prefix.encode("utf-8"), batch=batch):
         counters.scanned += len(keys)
@@ -136,7 +137,7 @@ def _plain_batches(
                 unknown += 1
             records.append(
                 {
-                    "sid": key[prefix_length:],
+                    "sid": None if prefix_length is None else key[prefix_length:],
                     "key": key,
                     "ttl": None if pttl < 0 else (pttl + 500) // 1000,
                     "size": len(value),
@@ -165,13 +166,16 @@ def iter_records(
     sort: str | None = None,
     limit: int | None = None,
     counters: ScanCounters | None = None,
+    ids: bool = True,
 ) -> t.Iterator[dict[str, t.Any]]:
     """Contract records for ``decoded``, optionally sorted and limited.
+
+    :param ids: whether the keys reveal the sids (see :func:`~sesstool.ops.records.sid_start`).
 
     A session whose data cannot be rendered is reported as ``unknown`` and counted
     in ``counters.undecodable`` (the ones nothing decodes were counted on the way in).
     """
-    prefix_length = len(prefix)
+    prefix_length = len(prefix) if ids else None
     counters = counters if counters is not None else ScanCounters()
 
     def record(d: Decoded) -> dict[str, t.Any]:

@@ -19,7 +19,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from sesstool.codecs.fidelity import Problem, encode_exact, find_problems, make_holdable
-from sesstool.errors import StoreError, UndecodableValue
+from sesstool.errors import StoreError, UndecodableValue, Unsupported
 from sesstool.ops.pacing import Pacer
 from sesstool.ops.records import UNKNOWN, decode_value, isolated, key_text
 from sesstool.stores.base import MISSING, STRING, Store, StoredItem
@@ -99,6 +99,9 @@ def migrate(
     """
     if target not in TARGETS:
         raise ValueError(target)
+    if store.value_serializer is not None and store.value_serializer != target:
+        raise Unsupported(f"{store.describe()}: the app reads only {store.value_serializer} sessions from this "
+                          f"store; migrate --to {target} would make every session unreadable to it")
     report = MigrateReport(target, dry_run, lossy)
     try:
         for items in store.scan(prefix.encode("utf-8"), batch=batch):

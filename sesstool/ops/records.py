@@ -22,7 +22,7 @@ import msgspec
 from sesstool.codecs import serializers
 from sesstool.codecs.tagged import to_tagged
 from sesstool.errors import InvalidInput, UndecodableValue
-from sesstool.stores.base import StoredItem
+from sesstool.stores.base import Capability, Store, StoredItem
 
 # Keys Flask itself keeps in every session; a session with nothing else is "empty".
 BOOKKEEPING_KEYS = frozenset({"_permanent"})
@@ -102,8 +102,16 @@ def render_data(data: dict[t.Any, t.Any]) -> t.Any:
     return tagged
 
 
-def make_record(decoded: Decoded, prefix_length: int, *, with_data: bool) -> dict[str, t.Any]:
-    """The contract record for one decoded item.
+def sid_start(store: Store, prefix: str) -> int | None:
+    """Where the sid starts in the keys a scan of ``store`` yields: after the prefix,
+    or ``None`` on a store whose keys do not reveal it (files named by a hash: their
+    records say ``sid: null`` and the key is the store's own name)."""
+    return len(prefix) if store.supports(Capability.ENUMERABLE_IDS) else None
+
+
+def make_record(decoded: Decoded, prefix_length: int | None, *, with_data: bool) -> dict[str, t.Any]:
+    """The contract record for one decoded item (``prefix_length`` from :func:`sid_start`
+    for scanned items).
 
     With ``with_data``, a session whose data cannot be rendered is reported as
     ``serializer: "unknown"`` with ``data: null`` (see :func:`was_unrenderable`).
@@ -111,7 +119,7 @@ def make_record(decoded: Decoded, prefix_length: int, *, with_data: bool) -> dic
     item = decoded.item
     key = key_text(item.key)
     record: dict[str, t.Any] = {
-        "sid": key[prefix_length:] if prefix_length else key,
+        "sid": None if prefix_length is None else key[prefix_length:],
         "key": key,
         "ttl": item.ttl,
         "size": item.size,

@@ -20,6 +20,11 @@ serializer. When a record has ``raw`` and ``data`` still describes it, ``raw`` i
 written; when ``data`` was edited in the file, ``data`` is encoded (and must be
 something the serializer holds exactly). A record without ``serializer`` is msgpack,
 Flask-Session 0.8's default.
+
+Two kinds of store change that (:class:`Target`): one whose keys hide the sid (a
+file store) exports ``sid: null`` with its own key and takes such records back
+under that key; one whose app reads a single serializer (a file store: pickle)
+gets the data of other records re-encoded to it, so a Redis export moves there.
 """
 
 from __future__ import annotations
@@ -47,15 +52,16 @@ from sesstool.ops.records import (
     encode_line,
     isolated,
     make_record,
+    sid_start,
     was_unrenderable,
 )
 from sesstool.ops.selectors import Predicate
-from sesstool.stores.base import Store
+from sesstool.stores.base import Capability, Store
 
 SERIALIZER_NAMES = (*serializers.SERIALIZERS, serializers.UNKNOWN)
 
 
-def export_record(decoded: Decoded, prefix_length: int) -> dict[str, t.Any]:
+def export_record(decoded: Decoded, prefix_length: int | None) -> dict[str, t.Any]:
     """The export line for one session (a contract record with ``data``, maybe ``raw``).
 
     Never fails for what the store holds: a session whose data cannot be rendered
@@ -110,7 +116,7 @@ def iter_export(
         if on_batch is not None:
             on_batch(count)
 
-    prefix_length = len(prefix)
+    prefix_length = sid_start(store, prefix)
     counters = counters if counters is not None else ScanCounters()
     for decoded in iter_decoded(store, prefix, serializer=serializer, where=where, counters=counters,
                                 batch=batch, on_batch=after_batch):
@@ -147,9 +153,9 @@ class BackupFile:
         cannot be created.
     """
 
-    def __init__(self, path: str, prefix: str) -> None:
+    def __init__(self, path: str, prefix: str, *, ids: bool = True) -> None:
         self.path = path
-        self.prefix_length = len(prefix)
+        self.prefix_length = len(prefix) if ids else None
         self.count = 0
         self._handle = create_private_file(path, "backup file")
 
@@ -216,8 +222,32 @@ class ImportResult:
 Entry = tuple[bytes, bytes, "int | None"]
 
 
-def parse_record(line: str, prefix: str) -> Entry:
-    """The key, bytes and TTL an export line stands for.
+@dataclass(frozen=True)
+class Target:
+    """What the store an import writes to asks of the records.
+
+    :param raw_keys: a record with ``sid: null`` names its stored key as it is, when
+        that key is not under the prefix: what a store whose keys do not reveal the
+        sid exports (a file store's file names) and takes back.
+    :param serializer: the one serializer the app reads from that store
+        (:attr:`~sesstool.stores.base.Store.value_serializer`): records of another
+        are re-encoded to it, so that a Redis export written to a file store stays
+        readable to the app.
+    """
+
+    raw_keys: bool = False
+    serializer: str | None = None
+
+    @classmethod
+    def of(cls, store: Store) -> Target:
+        return cls(not store.supports(Capability.ENUMERABLE_IDS), store.value_serializer)
+
+
+ANY_STORE = Target()
+
+
+def parse_record(line: str, prefix: str, target: Target = ANY_STORE) -> Entry:
+    """The key, bytes and TTL an export line stands for, to be written to ``target``.
 
     :raises InvalidInput: for a malformed record.
     :raises UndecodableValue: when ``data`` holds what its serializer cannot hold.
@@ -230,7 +260,7 @@ def parse_record(line: str, prefix: str) -> Entry:
         raise InvalidInput("not a session record: nested too deeply") from e
     if not isinstance(record, dict):
         raise InvalidInput("not a session record (a JSON object)")
-    key = _record_key(record, prefix)
+    key = _record_key(record, prefix, target.raw_keys)
     ttl = record.get("ttl")
     if ttl is not None and (type(ttl) is not int or not 0 <= ttl <= MAX_TTL):
         raise InvalidInput(f"ttl must be a whole number of seconds (0 to {MAX_TTL:,}) or null, not {ttl!r}")
@@ -239,23 +269,39 @@ def parse_record(line: str, prefix: str) -> Entry:
     serializer = record.get("serializer", "msgpack")
     if serializer not in SERIALIZER_NAMES:
         raise InvalidInput(f"unknown serializer {serializer!r}: use {', '.join(SERIALIZER_NAMES)}")
+    if target.serializer is not None and serializer not in (target.serializer, serializers.UNKNOWN):
+        if record.get("data") is None:
+            raise InvalidInput(f"a {serializer} record needs \"data\" to be re-encoded as {target.serializer}, "
+                               "the only serializer the app reads from this store")
+        data = from_tagged(record["data"])
+        if not isinstance(data, dict):
+            raise InvalidInput("data must be a JSON object")
+        return key, encode_exact(data, target.serializer), ttl
     return key, _record_value(record, serializer), ttl
 
 
-def _record_key(record: dict[str, t.Any], prefix: str) -> bytes:
+def _record_key(record: dict[str, t.Any], prefix: str, raw_keys: bool = False) -> bytes:
     sid = record.get("sid")
     if sid is None and isinstance(record.get("key"), str):
+        if raw_keys and not record["key"].startswith(prefix):
+            return _checked_id(record["key"], "key").encode("utf-8", "surrogateescape")
         if not record["key"].startswith(prefix):
-            raise InvalidInput(f"key {record['key']!r} is not under the prefix {prefix!r}: pass --prefix")
+            raise InvalidInput(f"key {record['key']!r} is not under the prefix {prefix!r}: pass --prefix "
+                               "(records with sid null from a store of hashed file names go back into such a store)")
         sid = record["key"][len(prefix) :]
     if not isinstance(sid, str) or not sid:
         raise InvalidInput('a record needs "sid" (or "key")')
-    if _BAD_SID_CHAR.search(sid):
-        raise InvalidInput(f"sid {sid!r} holds whitespace or a control character; no session id does")
-    key = (prefix + sid).encode("utf-8", "surrogateescape")
-    if len(key) - len(prefix.encode("utf-8", "surrogateescape")) > MAX_SID_BYTES:
-        raise InvalidInput(f"sid is {len(sid):,} characters; a session id has at most {MAX_SID_BYTES}")
-    return key
+    return (prefix + _checked_id(sid, "sid")).encode("utf-8", "surrogateescape")
+
+
+def _checked_id(text: str, what: str) -> str:
+    if not text:
+        raise InvalidInput(f"empty {what}")
+    if _BAD_SID_CHAR.search(text):
+        raise InvalidInput(f"{what} {text!r} holds whitespace or a control character; no session id does")
+    if len(text.encode("utf-8", "surrogateescape")) > MAX_SID_BYTES:
+        raise InvalidInput(f"{what} is {len(text):,} characters; a session id has at most {MAX_SID_BYTES}")
+    return text
 
 
 def _record_value(record: dict[str, t.Any], serializer: str) -> bytes:
@@ -304,7 +350,7 @@ def _numbered_lines(source: t.BinaryIO) -> t.Iterator[tuple[int, bytes | None]]:
             yield number, line
 
 
-def _parse_lines(source: t.BinaryIO, prefix: str) -> t.Iterator[tuple[int, Entry | SesstoolError]]:
+def _parse_lines(source: t.BinaryIO, prefix: str, target: Target) -> t.Iterator[tuple[int, Entry | SesstoolError]]:
     for number, line in _numbered_lines(source):
         try:
             if line is None:
@@ -315,18 +361,18 @@ def _parse_lines(source: t.BinaryIO, prefix: str) -> t.Iterator[tuple[int, Entry
                 raise InvalidInput(f"not UTF-8 text (byte {e.start + 1})") from None
             if not text.strip():
                 continue
-            yield number, parse_record(text, prefix)
+            yield number, parse_record(text, prefix, target)
         except (InvalidInput, UndecodableValue) as e:
             yield number, type(e)(f"line {number}: {e.message}")
 
 
-def check_records(source: t.BinaryIO, prefix: str) -> _Checked:
+def check_records(source: t.BinaryIO, prefix: str, target: Target = ANY_STORE) -> _Checked:
     """Read every record of ``source`` once, writing nothing: how many are invalid,
     the first problem, and the parsed records when they fit in memory."""
     entries: list[tuple[int, Entry]] | None = []
     kept = invalid = 0
     first_error: SesstoolError | None = None
-    for number, parsed in _parse_lines(source, prefix):
+    for number, parsed in _parse_lines(source, prefix, target):
         if isinstance(parsed, SesstoolError):
             invalid += 1
             first_error = first_error or parsed
@@ -358,7 +404,8 @@ def import_records(
     :raises InvalidInput: (exit 2) or :class:`UndecodableValue` (exit 4) naming the
         line of the first bad record, and how many are bad.
     """
-    checked = check_records(source, prefix)
+    target = Target.of(store)
+    checked = check_records(source, prefix, target)
     if checked.first_error is not None and not skip_invalid:
         e = checked.first_error
         more = f"; {checked.invalid:,} invalid lines in all" if checked.invalid > 1 else ""
@@ -368,7 +415,8 @@ def import_records(
         entries: t.Iterable[Entry] = (entry for _, entry in checked.entries)
     else:
         source.seek(0)
-        entries = (parsed for _, parsed in _parse_lines(source, prefix) if not isinstance(parsed, SesstoolError))
+        entries = (parsed for _, parsed in _parse_lines(source, prefix, target)
+                   if not isinstance(parsed, SesstoolError))
     pending: list[Entry] = []
 
     def flush() -> None:

@@ -134,7 +134,29 @@ def _json_array(env: Environment, records: t.Iterable[dict[str, t.Any]]) -> int:
     return count
 
 
+KEY_COLUMN = Column("key", "KEY")
+
+
+def _keyed(columns: t.Sequence[Column], first: dict[str, t.Any] | None, *, replace: bool) -> list[Column]:
+    """``columns`` with the key shown where the sid is null (a store whose keys do
+    not reveal the sid, as files named by a hash): instead of the sid column, or
+    after it (``replace=False``, for CSV, whose columns stay the same)."""
+    fields = [c.field for c in columns]
+    if first is None or "sid" not in fields or "key" in fields or first.get("sid") is not None or "key" not in first:
+        return list(columns)
+    at = fields.index("sid")
+    return [*columns[:at], *([] if replace else [columns[at]]), KEY_COLUMN, *columns[at + 1 :]]
+
+
+def _peek(records: t.Iterable[dict[str, t.Any]]) -> tuple[dict[str, t.Any] | None, t.Iterator[dict[str, t.Any]]]:
+    iterator = iter(records)
+    first = next(iterator, None)
+    return first, (iterator if first is None else itertools.chain([first], iterator))
+
+
 def _csv(env: Environment, records: t.Iterable[dict[str, t.Any]], columns: t.Sequence[Column]) -> int:
+    first, records = _peek(records)
+    columns = _keyed(columns, first, replace=False)
     writer = csv.writer(env.stdout, lineterminator="\n")
     writer.writerow([c.field for c in columns])
     count = 0
@@ -153,7 +175,8 @@ TABLE_BUFFER_ROWS = 1000
 def _table(
     env: Environment, records: t.Iterable[dict[str, t.Any]], columns: t.Sequence[Column], title: str | None
 ) -> int:
-    iterator = iter(records)
+    first, iterator = _peek(records)
+    columns = _keyed(columns, first, replace=True)
     rows = [_row(columns, record) for record in itertools.islice(iterator, TABLE_BUFFER_ROWS)]
     if len(rows) == TABLE_BUFFER_ROWS:
         return _streamed_table(env, rows, iterator, columns)

@@ -115,6 +115,10 @@ class Store(abc.ABC):
     #: the largest value the store takes, where a save past it fails (memcached's item
     #: size); ``None`` where no such limit bites sessions
     value_limit: t.ClassVar[int | None] = None
+    #: the one serializer the app reads from this store, where the store fixes it
+    #: (Flask-Session's filesystem and cachelib backends pickle the session dict,
+    #: whatever SESSION_SERIALIZATION_FORMAT says); ``None`` where the app's setting decides
+    value_serializer: t.ClassVar[str | None] = None
 
     # -- the operations every store has ------------------------------------------------
 

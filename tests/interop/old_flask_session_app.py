@@ -4,8 +4,8 @@ Made by the test setup (tests/oldapps.py builds the venv with tests/venvs.py); i
 imports only that venv's Flask, Flask-Session, redis and python-memcached, never
 sesstool, so what it prints is the old app's own view.
 
-Commands (options after the command; ``--store`` is ``redis://...`` or
-``memcached://host:port``):
+Commands (options after the command; ``--store`` is ``redis://...``,
+``memcached://host:port`` or ``file:///dir`` for the filesystem backend):
 
 ``write``   stdin: a JSON array of objects, one per session. Each makes a new
             session through the app's test client (``POST /set``; with
@@ -177,10 +177,22 @@ def make_app(args: argparse.Namespace) -> Flask:
 
         servers = store[len("memcached://") :].split(",")
         app.config.update(SESSION_TYPE="memcached", SESSION_MEMCACHED=memcache.Client(servers))
+    elif store.startswith("file://"):  # SESSION_TYPE filesystem: cachelib's FileSystemCache
+        app.config.update(SESSION_TYPE="filesystem", SESSION_FILE_DIR=store[len("file://") :])
     else:
         raise SystemExit(f"unsupported store {store!r}")
     Session(app)
     app.session_interface.serializer = TrackingPickle
+    cache = getattr(app.session_interface, "cache", None)
+    if cache is not None:  # the filesystem backend unpickles inside cachelib, not through serializer
+        cache_get = cache.get
+
+        def tracking_get(key: str) -> t.Any:
+            value = cache_get(key)
+            TrackingPickle.loaded = TrackingPickle.loaded or value is not None
+            return value
+
+        cache.get = tracking_get
 
     @app.route("/set", methods=["POST"])
     def set_values() -> t.Any:
