@@ -103,7 +103,7 @@ def purge(ctx: click.Context, /, expired: bool, lifetime: str | None, empty: boo
     if not (assume_yes or dry_run or env.stdin_isatty):
         raise InvalidInput("purge deletes sessions: pass --yes to confirm (there is no terminal to ask on), "
                            "or --dry-run to preview")
-    store = settings.open_store()
+    store = settings.open_store(writes=None if dry_run else "purge")
     try:
         criteria = criteria.on(store)
     except BaseException:
@@ -277,7 +277,7 @@ def import_(ctx: click.Context, /, source: str, skip_existing: bool, skip_invali
     settings = resolve_settings(ctx)
     handle = _open_import_source(env, source)
     try:
-        store = settings.open_store()
+        store = settings.open_store(writes="import")
         progress = Progress(env.stderr, "imported", enabled=env.show_progress)
         try:
             result = import_records(store, handle, settings.prefix, skip_existing=skip_existing,
@@ -361,7 +361,7 @@ def migrate(ctx: click.Context, /, target: str, dry_run: bool, lossy: bool, batc
 
     env: Environment = ctx.obj
     settings = resolve_settings(ctx)
-    store = settings.open_store()
+    store = settings.open_store(writes=None if dry_run else "migrate")
     progress = Progress(env.stderr, "checked" if dry_run else "migrating", enabled=env.show_progress)
 
     def on_batch(report: MigrateReport) -> None:

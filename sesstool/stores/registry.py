@@ -30,6 +30,7 @@ SCHEMES: dict[str, tuple[str, str]] = {
     "redis+sentinel": ("sesstool.stores.redis", "RedisStore"),
     "redis+cluster": ("sesstool.stores.redis_cluster", "RedisClusterStore"),
     "memcached": ("sesstool.stores.memcached", "MemcachedStore"),
+    "rdb": ("sesstool.stores.rdb", "RdbStore"),
 }
 
 
