@@ -130,12 +130,7 @@ class RdbStore(Store):
 
     def _entries(self, want: t.Callable[[bytes], bool], *, values: bool) -> t.Iterator[Entry]:
         with self._reader() as reader:
-            try:
-                yield from reader.entries(self.db, want, values=values)
-            except RdbCorrupt as e:
-                raise self._corrupt(e) from e
-            except OSError as e:
-                raise StoreError(f"{self.describe()}: cannot read the file: {_reason(e)}") from e
+            yield from reader.entries(self.db, want, values=values)
 
     def _stat(self) -> os.stat_result:
         try:
@@ -156,16 +151,12 @@ class RdbStore(Store):
         except OSError as e:
             raise StoreError(f"{self.describe()}: cannot open the snapshot: {_reason(e)}") from e
         with fh:
-            try:
-                reader = RdbReader(fh, info.st_size, self.budget)
+            try:  # the whole pass: what the body reads through the reader fails here too
+                yield RdbReader(fh, info.st_size, self.budget)
             except RdbCorrupt as e:
-                raise self._corrupt(e) from e
+                raise StoreError(f"{self.describe()}: not a readable Redis snapshot: {e}") from e
             except OSError as e:
                 raise StoreError(f"{self.describe()}: cannot read the file: {_reason(e)}") from e
-            yield reader
-
-    def _corrupt(self, error: RdbCorrupt) -> StoreError:
-        return StoreError(f"{self.describe()}: not a readable Redis snapshot: {error}")
 
 
 def parse_rdb_url(url: str) -> tuple[str, int]:
