@@ -417,6 +417,13 @@ def test_an_lzf_bomb_stops_at_the_value_budget(small_dump: bytes, tmp_path: t.An
     assert items[b"session:a"].value == b"\x81\xa1a\x01"
 
 
+def test_keys_over_the_key_budget_are_skipped_with_a_warning(small_dump: bytes, tmp_path: t.Any) -> None:
+    warned: list[str] = []
+    store = RdbStore(_write(tmp_path, small_dump), warn=warned.append, budget=Budget(key_limit=9))
+    assert sorted(_scan_all(store)) == [b"session:a", b"session:h", b"session:n", b"session:x"]
+    assert warned == [f"rdb://{store.path}: skipped 1 keys longer than 9 bytes (no session key is that long)"]
+
+
 @examples(150)
 @given(
     changes=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=6),

@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from sesstool.errors import InvalidInput, StoreError
 from sesstool.stores.base import MISSING, STRING, Capability, Store, StoredItem, show_key
-from sesstool.stores.rdb_format import Budget, Entry, RdbCorrupt, RdbReader
+from sesstool.stores.rdb_format import Budget, KeyRecord, RdbCorrupt, RdbReader
 
 
 def _python_warning(message: str) -> None:
@@ -111,7 +111,7 @@ class RdbStore(Store):
 
     # -- helpers -----------------------------------------------------------------
 
-    def _item(self, entry: Entry) -> StoredItem:
+    def _item(self, entry: KeyRecord) -> StoredItem:
         ttl = self._ttl(entry.expire_ms)
         if entry.kind != STRING:
             return StoredItem(entry.key, None, ttl, kind=entry.kind)
@@ -128,9 +128,12 @@ class RdbStore(Store):
         # Redis' own rounding of PTTL to TTL; a key past its expiry is still in the file
         return 0 if left <= 0 else (left + 500) // 1000
 
-    def _entries(self, want: t.Callable[[bytes], bool], *, values: bool) -> t.Iterator[Entry]:
+    def _entries(self, want: t.Callable[[bytes], bool], *, values: bool) -> t.Iterator[KeyRecord]:
         with self._reader() as reader:
             yield from reader.entries(self.db, want, values=values)
+        if reader.oversized_keys:
+            self.warn(f"{self.describe()}: skipped {reader.oversized_keys:,} keys longer than "
+                      f"{self.budget.key_limit:,} bytes (no session key is that long)")  # fmt: skip
 
     def _stat(self) -> os.stat_result:
         try:

@@ -65,7 +65,7 @@ class Budget:
 
 
 @dataclass(slots=True)
-class Entry:
+class KeyRecord:
     """One key of the selected database.
 
     :param value: the string value when asked for and readable, else ``None``.
@@ -157,6 +157,8 @@ class RdbReader:
             raise RdbCorrupt(f"RDB format version {self.version} is not one this reader knows "
                              f"(1 to {NEWEST_VERSION}, Redis up to 7.4)", 5)  # fmt: skip
         self._opcode: int | None = None
+        #: keys of the selected database skipped for being over ``key_limit``
+        self.oversized_keys = 0
 
     # -- primitives ------------------------------------------------------------------
 
@@ -246,7 +248,7 @@ class RdbReader:
 
     def entries(
         self, db: int, want: t.Callable[[bytes], bool], *, values: bool = True
-    ) -> t.Iterator[Entry]:
+    ) -> t.Iterator[KeyRecord]:
         """Every key of database ``db`` that ``want`` accepts, in file order; then the
         checksum is verified.
 
@@ -291,16 +293,18 @@ class RdbReader:
 
     def _key_value(
         self, kind: int, in_db: bool, want: t.Callable[[bytes], bool], values: bool, expire_ms: int | None
-    ) -> Entry | None:
+    ) -> KeyRecord | None:
         key = self.string(self.budget.key_limit)
+        if in_db and isinstance(key, str):
+            self.oversized_keys += 1
         wanted = in_db and isinstance(key, bytes) and want(key)
         if kind == 0 and wanted and values:
             value = self.string(self.budget.value_limit)
             if isinstance(value, str):
-                return Entry(t.cast(bytes, key), "string", expire_ms, problem=value)
-            return Entry(t.cast(bytes, key), "string", expire_ms, value)
+                return KeyRecord(t.cast(bytes, key), "string", expire_ms, problem=value)
+            return KeyRecord(t.cast(bytes, key), "string", expire_ms, value)
         name = self._skip_value(kind)
-        return Entry(t.cast(bytes, key), name, expire_ms) if wanted else None
+        return KeyRecord(t.cast(bytes, key), name, expire_ms) if wanted else None
 
     def _skip_value(self, kind: int) -> str:
         """Skip one value of RDB type ``kind``; return its kind as Redis names it."""
