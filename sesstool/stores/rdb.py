@@ -148,14 +148,17 @@ class RdbStore(Store):
 
     @contextlib.contextmanager
     def _reader(self) -> t.Iterator[RdbReader]:
-        info = self._stat()
+        self._stat()  # before opening: a FIFO would block the open
         try:
             fh = open(self.path, "rb")  # noqa: SIM115 (closed below, after the pass)
         except OSError as e:
             raise StoreError(f"{self.describe()}: cannot open the snapshot: {_reason(e)}") from e
         with fh:
+            # The size of the file opened, not of the path stat'ed: a server's SAVE may
+            # have renamed a new dump over it meanwhile.
+            size = os.fstat(fh.fileno()).st_size
             try:  # the whole pass: what the body reads through the reader fails here too
-                yield RdbReader(fh, info.st_size, self.budget)
+                yield RdbReader(fh, size, self.budget)
             except RdbCorrupt as e:
                 raise StoreError(f"{self.describe()}: not a readable Redis snapshot: {e}") from e
             except OSError as e:
