@@ -2,8 +2,7 @@
 
 Every dump here is written by the redis-server of tests/servers.py (``SAVE``, then
 the file its ``dir``/``dbfilename`` name), holding sessions the real Flask-Session
-apps wrote. Hostile files are real dumps with bytes changed (and, where a test
-needs the parser to get past the end, the CRC64 recomputed).
+apps wrote. Hostile files: tests/test_store_rdb_hostile.py.
 """
 
 from __future__ import annotations
@@ -11,23 +10,18 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
-import tracemalloc
 import typing as t
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from sesstool.errors import InvalidInput, StoreError
+from sesstool.errors import InvalidInput
 from sesstool.stores import open_store
 from sesstool.stores.base import MISSING, STRING, Capability
 from sesstool.stores.rdb import RdbStore, parse_rdb_url
-from sesstool.stores.rdb_codec import crc64, lzf_decompress, module_type_name
-from sesstool.stores.rdb_format import Budget, RdbReader
+from sesstool.stores.rdb_format import RdbReader
 from tests.conftest import CliRunner
 from tests.flaskapps import make_app, write_session
-from tests.properties import examples
+from tests.rdbfiles import scan_all, with_crc, write
 from tests.servers import ServerProcess, snapshot
 
 # -- helpers ------------------------------------------------------------------------------
@@ -45,21 +39,6 @@ def live(redis_url: str, redis_server: ServerProcess) -> t.Iterator[t.Any]:
     client.function_flush()
     client.close()
 
-
-def _with_crc(data: bytes) -> bytes:
-    """``data`` (a whole dump) with its trailing CRC64 recomputed after a change."""
-    return data[:-8] + crc64(0, data[:-8]).to_bytes(8, "little")
-
-
-def _write(directory: t.Any, data: bytes, name: str = "crafted.rdb") -> str:
-    path = os.path.join(str(directory), name)
-    with open(path, "wb") as fh:
-        fh.write(data)
-    return path
-
-
-def _scan_all(store: t.Any, prefix: bytes = b"") -> dict[bytes, t.Any]:
-    return {item.key: item for batch in store.scan(prefix, batch=7) for item in batch}
 
 
 def _ctime_at(data: bytes) -> int:
@@ -100,7 +79,7 @@ def test_every_kind_and_encoding_reads_as_the_live_server_reports_it(live: t.Any
                                                                       tmp_path: t.Any) -> None:  # fmt: skip
     _fill_every_kind(live)
     store = open_store("rdb://" + snapshot(redis_server, tmp_path))
-    items = _scan_all(store, b"k:")
+    items = scan_all(store, b"k:")
     assert sorted(items) == sorted(live.scan_iter("k:*"))
     for key, item in items.items():
         assert item.kind == live.type(key).decode(), key
@@ -174,7 +153,7 @@ def test_ttl_is_measured_from_ctime_and_a_key_past_its_expiry_is_held_with_ttl_z
     ctime = int.from_bytes(data[at : at + 4], "little")
 
     def with_ctime(value: int) -> str:
-        return _write(tmp_path, _with_crc(data[:at] + value.to_bytes(4, "little") + data[at + 4 :]), f"c{value}.rdb")
+        return write(tmp_path, with_crc(data[:at] + value.to_bytes(4, "little") + data[at + 4 :]), f"c{value}.rdb")
 
     # Written 500 s before its real ctime: 1500 s were left then.
     store = RdbStore(with_ctime(ctime - 500))
@@ -184,7 +163,7 @@ def test_ttl_is_measured_from_ctime_and_a_key_past_its_expiry_is_held_with_ttl_z
     assert t.cast(t.Any, later.get(b"session:a")).ttl == 0
     assert t.cast(t.Any, later.get(b"session:forever")).ttl is None
     # No ctime field (renamed): the file's modification time counts instead.
-    no_ctime = _write(tmp_path, _with_crc(data.replace(b"\x05ctime", b"\x05ctimx")), "noctime.rdb")
+    no_ctime = write(tmp_path, with_crc(data.replace(b"\x05ctime", b"\x05ctimx")), "noctime.rdb")
     os.utime(no_ctime, (ctime - 100, ctime - 100))
     assert 1095 <= t.cast(int, t.cast(t.Any, RdbStore(no_ctime).get(b"session:a")).ttl) <= 1101
 
@@ -301,9 +280,9 @@ def test_files_that_are_not_readable_snapshots_are_one_error_line(cli: CliRunner
         str(tmp_path / "missing.rdb"): "cannot open the snapshot: No such file or directory",
         str(tmp_path): "is a directory, not a snapshot file",
         fifo: "is not a regular file",  # never opened: a FIFO would block
-        _write(tmp_path, b"", "empty.rdb"): "not a Redis snapshot (no REDIS header)",
-        _write(tmp_path, b"GIF89a....", "gif.rdb"): "not a Redis snapshot (no REDIS header)",
-        _write(tmp_path, b"REDIS0099\xff" + bytes(8), "new.rdb"): "RDB format version 99 is not one this reader knows",
+        write(tmp_path, b"", "empty.rdb"): "not a Redis snapshot (no REDIS header)",
+        write(tmp_path, b"GIF89a....", "gif.rdb"): "not a Redis snapshot (no REDIS header)",
+        write(tmp_path, b"REDIS0099\xff" + bytes(8), "new.rdb"): "RDB format version 99 is not one this reader knows",
     }
     for path, message in cases.items():
         result = cli("list", "--store", "rdb://" + path)
@@ -330,160 +309,3 @@ def test_malformed_urls_are_invalid_input(url: str, message: str) -> None:
 def test_url_paths_are_percent_decoded() -> None:
     assert parse_rdb_url("rdb:///srv/my%20dumps/dump.rdb?db=3") == ("/srv/my dumps/dump.rdb", 3)
     assert parse_rdb_url("rdb://localhost/dump.rdb") == ("/dump.rdb", 0)
-
-
-# -- hostile files ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def small_dump(redis_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """A small real dump: sessions, an LZF value, a hash, a stream with a group, db 1."""
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=redis_server.port)
-    client.flushall()
-    client.set("session:a", b"\x81\xa1a\x01", ex=1000)
-    client.set("session:lzf", b'{"user": "' + b"x" * 200 + b'"}')
-    client.set("session:n", "42")
-    client.hset("session:h", "f", "v")
-    client.xadd("session:x", {"f": "v"})
-    client.xgroup_create("session:x", "g", id="0")
-    client.select(1)
-    client.set("session:b", b"one")
-    path = snapshot(redis_server, tmp_path_factory.mktemp("dump"))
-    client.flushall()
-    client.close()
-    return open(path, "rb").read()
-
-
-def test_a_truncated_file_is_one_clear_error_wherever_it_is_cut(small_dump: bytes, tmp_path: t.Any) -> None:
-    for cut in range(0, len(small_dump), 3):
-        store_path = _write(tmp_path, small_dump[:cut])
-        with pytest.raises(StoreError, match="not a readable Redis snapshot: "):
-            store = RdbStore(store_path)
-            _scan_all(store)
-
-
-def test_a_damaged_checksum_is_an_error_and_a_disabled_one_is_not(small_dump: bytes, tmp_path: t.Any) -> None:
-    flipped = bytearray(small_dump)
-    flipped[small_dump.index(b"\x81\xa1a\x01") + 3] ^= 0x01  # a byte of a value: only the CRC notices
-    store = RdbStore(_write(tmp_path, bytes(flipped)))
-    with pytest.raises(StoreError, match="the checksum does not match: the file is damaged"):
-        _scan_all(store)
-    unchecked = RdbStore(_write(tmp_path, small_dump[:-8] + bytes(8), "nocrc.rdb"))  # rdbchecksum no
-    assert len(_scan_all(unchecked)) == 5
-
-
-def test_a_huge_declared_length_allocates_nothing(small_dump: bytes, tmp_path: t.Any) -> None:
-    at = small_dump.index(b"session:a") + len(b"session:a")
-    assert small_dump[at] == 4  # the value's length
-    huge = _with_crc(small_dump[:at] + b"\x81" + (1 << 62).to_bytes(8, "big") + small_dump[at + 1 :])
-    store = RdbStore(_write(tmp_path, huge))
-    tracemalloc.start()
-    try:
-        with pytest.raises(StoreError, match="runs past the end of the file"):
-            _scan_all(store)
-        assert tracemalloc.get_traced_memory()[1] < 4 << 20
-    finally:
-        tracemalloc.stop()
-
-
-def _lzf_at(dump: bytes) -> int:
-    at = dump.index(b"session:lzf") + len(b"session:lzf")
-    assert dump[at] == 0xC3  # an LZF-compressed string
-    return at
-
-
-def test_one_bad_value_is_reported_as_unknown_and_the_rest_reads_on(
-    cli: CliRunner, small_dump: bytes, tmp_path: t.Any
-) -> None:
-    at = _lzf_at(small_dump)
-    corrupt = bytearray(small_dump)
-    corrupt[at + 4] = 0xFF  # the first LZF control byte: a back reference before the start
-    path = _write(tmp_path, _with_crc(bytes(corrupt)))
-    result = cli("list", "--store", "rdb://" + path, "--format", "json")
-    assert result.exit_code == 0, result.stderr
-    by_sid = {r["sid"]: r for r in result.json()}
-    assert by_sid["lzf"]["serializer"] == "unknown" and by_sid["lzf"]["size"] == 0
-    assert by_sid["a"]["serializer"] == "msgpack" and by_sid["n"]["ttl"] is None
-    assert "the value of 'session:lzf' cannot be read (corrupt LZF data" in result.stderr
-
-
-def test_an_lzf_bomb_stops_at_the_value_budget(small_dump: bytes, tmp_path: t.Any) -> None:
-    warned: list[str] = []
-    store = RdbStore(_write(tmp_path, small_dump), warn=warned.append, budget=Budget(value_limit=100))
-    items = _scan_all(store)
-    assert items[b"session:lzf"].value == b"" and "over the 100-byte budget" in warned[0]
-    assert items[b"session:a"].value == b"\x81\xa1a\x01"
-
-
-def test_keys_over_the_key_budget_are_skipped_with_a_warning(small_dump: bytes, tmp_path: t.Any) -> None:
-    warned: list[str] = []
-    store = RdbStore(_write(tmp_path, small_dump), warn=warned.append, budget=Budget(key_limit=9))
-    assert sorted(_scan_all(store)) == [b"session:a", b"session:h", b"session:n", b"session:x"]
-    assert warned == [f"rdb://{store.path}: skipped 1 keys longer than 9 bytes (no session key is that long)"]
-
-
-@examples(150)
-@given(
-    changes=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=6),
-    cut=st.one_of(st.none(), st.integers(0, 10**6)),
-    fix_crc=st.booleans(),
-)
-def test_mutated_dumps_never_crash_nor_allocate_past_the_budget(
-    small_dump: bytes, changes: list[tuple[int, int]], cut: int | None, fix_crc: bool
-) -> None:
-    data = bytearray(small_dump)
-    for where, byte in changes:
-        data[9 + where % (len(data) - 9)] = byte  # past the header, which a test above covers
-    blob = _with_crc(bytes(data)) if fix_crc else bytes(data)
-    if cut is not None:
-        blob = blob[: cut % (len(blob) + 1)]
-    with tempfile.TemporaryDirectory() as directory:
-        path = _write(directory, blob)
-        tracemalloc.start()
-        try:
-            store = RdbStore(path, warn=lambda message: None, budget=Budget(value_limit=1 << 16, key_limit=1 << 10))
-            _scan_all(store)
-            store.fetch([b"session:a", b"session:b"])
-        except StoreError as e:
-            assert str(e).startswith(f"rdb://{path}: not a readable Redis snapshot: ")
-        finally:
-            peak = tracemalloc.get_traced_memory()[1]
-            tracemalloc.stop()
-        assert peak < 4 << 20
-
-
-# -- the byte-level pieces -------------------------------------------------------------------
-
-
-def test_crc64_is_redis_crc64_jones() -> None:
-    assert crc64(0, b"123456789") == 0xE9C6D914C4B8D9CA  # the check value in Redis' crc64.c
-    assert crc64(crc64(0, b"1234"), b"56789") == crc64(0, b"123456789")
-
-
-def test_lzf_decompress_expands_literals_and_overlapping_back_references() -> None:
-    # a literal "ab", then a back reference of length 7 at distance 2: "ababababa"
-    assert lzf_decompress(b"\x01ab" + bytes([(5 << 5) | 0, 1]), 9) == b"ababababa"
-    with pytest.raises(ValueError, match="more output than declared"):
-        lzf_decompress(b"\x01ab" + bytes([(5 << 5) | 0, 1]), 5)
-    with pytest.raises(ValueError, match="were declared"):
-        lzf_decompress(b"\x01ab", 3)
-
-
-@examples(200)
-@given(data=st.binary(max_size=200), length=st.integers(0, 5000))
-def test_lzf_decompress_never_writes_past_the_declared_length(data: bytes, length: int) -> None:
-    try:
-        out = lzf_decompress(data, length)
-    except ValueError:
-        return
-    assert len(out) == length
-
-
-def test_module_type_names_decode_from_their_ids() -> None:
-    charset = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-    module_id = 0
-    for ch in "ReJSON-RL":
-        module_id = (module_id << 6) | charset.index(ch)
-    assert module_type_name((module_id << 10) | 3) == "ReJSON-RL"
