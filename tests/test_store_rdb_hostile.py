@@ -115,7 +115,7 @@ def test_keys_over_the_key_budget_are_skipped_with_a_warning(small_dump: bytes, 
     warned: list[str] = []
     store = RdbStore(write(tmp_path, small_dump), warn=warned.append, budget=Budget(key_limit=9))
     assert sorted(scan_all(store)) == [b"session:a", b"session:h", b"session:n", b"session:x"]
-    assert warned == [f"rdb://{store.path}: skipped 1 keys longer than 9 bytes (no session key is that long)"]
+    assert warned == [f"rdb://{store.path}: skipped 1 key longer than 9 bytes (no session key is that long)"]
 
 
 @examples(150)

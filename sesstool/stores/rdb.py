@@ -28,16 +28,11 @@ import contextlib
 import os
 import stat
 import typing as t
-import warnings
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sesstool.errors import InvalidInput, StoreError
-from sesstool.stores.base import MISSING, STRING, Capability, Store, StoredItem, show_key
+from sesstool.stores.base import MISSING, STRING, Capability, Store, StoredItem, python_warning, show_key
 from sesstool.stores.rdb_format import Budget, KeyRecord, RdbCorrupt, RdbReader
-
-
-def _python_warning(message: str) -> None:
-    warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
 class RdbStore(Store):
@@ -50,7 +45,7 @@ class RdbStore(Store):
         self, path: str, db: int = 0, *, warn: t.Callable[[str], None] | None = None, budget: Budget | None = None
     ) -> None:
         self.path, self.db = path, db
-        self.warn = warn or _python_warning
+        self.warn = warn or python_warning
         self.budget = budget or Budget()
         with self._reader() as reader:
             aux = reader.header()
@@ -132,7 +127,8 @@ class RdbStore(Store):
         with self._reader() as reader:
             yield from reader.entries(self.db, want, values=values)
         if reader.oversized_keys:
-            self.warn(f"{self.describe()}: skipped {reader.oversized_keys:,} keys longer than "
+            many = "keys" if reader.oversized_keys > 1 else "key"
+            self.warn(f"{self.describe()}: skipped {reader.oversized_keys:,} {many} longer than "
                       f"{self.budget.key_limit:,} bytes (no session key is that long)")  # fmt: skip
 
     def _stat(self) -> os.stat_result:
