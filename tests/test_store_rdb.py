@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tracemalloc
 import typing as t
 
 import pytest
@@ -138,6 +139,22 @@ def test_fetch_reads_the_file_once_for_any_number_of_keys(
     assert [len(batch) for batch in store.scan(b"session:", batch=16)] == [16, 16, 16, 2]
     assert sorted(k for batch in store.scan_keys(b"session:s1", batch=4) for k in batch)[:2] == [
         b"session:s1", b"session:s10"]  # fmt: skip
+
+
+def test_a_scan_holds_one_batch_and_one_buffer_however_big_the_dump(live: t.Any, redis_server: ServerProcess,
+                                                                     tmp_path: t.Any) -> None:  # fmt: skip
+    for i in range(2):
+        live.set(f"other:{i}", os.urandom(3 << 19))  # 3 MiB the scan skips
+    live.mset({f"session:s{i:03d}": b"v" * 100 for i in range(300)})
+    store = open_store("rdb://" + snapshot(redis_server, tmp_path))
+    tracemalloc.start()
+    try:
+        sizes = [len(batch) for batch in store.scan(b"session:", batch=100)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sizes == [100, 100, 100]
+    assert peak < 5 << 19, peak  # the 1 MiB read buffer and a batch, never a skipped value
 
 
 # -- TTL: measured from when the dump was written ------------------------------------------
