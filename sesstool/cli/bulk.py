@@ -275,9 +275,10 @@ def import_(ctx: click.Context, /, source: str, skip_existing: bool, skip_invali
 
     env: Environment = ctx.obj
     settings = resolve_settings(ctx)
-    handle = _open_import_source(env, source)
+    # The store first: one that cannot write is refused before stdin is read.
+    store = settings.open_store(writes="import")
     try:
-        store = settings.open_store(writes="import")
+        handle = _open_import_source(env, source)
         progress = Progress(env.stderr, "imported", enabled=env.show_progress)
         try:
             result = import_records(store, handle, settings.prefix, skip_existing=skip_existing,
@@ -285,9 +286,9 @@ def import_(ctx: click.Context, /, source: str, skip_existing: bool, skip_invali
                                     on_batch=progress.advance)
         finally:
             progress.finish()
-            store.close()
+            handle.close()
     finally:
-        handle.close()
+        store.close()
     skipped = f" ({result.skipped:,} skipped: already present)" if skip_existing else ""
     invalid = f" ({result.invalid:,} invalid lines skipped)" if result.invalid else ""
     emit_one(env, result.as_json(), fmt, human=lambda: f"imported {result.imported:,} sessions{skipped}{invalid}\n")
