@@ -151,6 +151,26 @@ def wait_for_memcached_clock(port: int, seconds: int, host: str = "127.0.0.1") -
         time.sleep(0.05)
 
 
+def snapshot(server: ServerProcess, directory: t.Any, db: int = 0) -> str:
+    """SAVE the redis-server's data and copy the dump it wrote (its own ``dir`` and
+    ``dbfilename``) into ``directory``; return the copy's path (0600), which later
+    SAVEs leave alone."""
+    import uuid
+
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=server.port, db=db)
+    try:
+        client.save()
+        config = client.config_get("dir")["dir"], client.config_get("dbfilename")["dbfilename"]
+    finally:
+        client.close()
+    target = os.path.join(str(directory), f"dump-{uuid.uuid4().hex[:8]}.rdb")
+    shutil.copyfile(os.path.join(*config), target)
+    os.chmod(target, 0o600)
+    return target
+
+
 def start_memcached(extra: t.Sequence[str] = ()) -> ServerProcess:
     binary = require_binary("memcached")
     port = free_port()

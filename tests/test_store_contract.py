@@ -2,7 +2,8 @@
 
 One suite, parametrised by ``store``: Redis standalone (TCP, Unix socket, TLS),
 behind Sentinel, Cluster (three primaries); memcached on one and on three
-servers; and two in-test stores that implement only the primitives over a real
+servers; a Redis snapshot file (read-only: it is filled through a live server
+that then SAVEs, see :func:`seed`); and two in-test stores that implement only the primitives over a real
 server, so that every default of :class:`~sesstool.stores.base.Store` (batch
 operations, idle selection) runs too, and every capability a store does not
 declare is seen to raise :class:`~sesstool.errors.Unsupported`, in the library
@@ -26,8 +27,8 @@ import pytest
 
 from sesstool.errors import InvalidInput, Unsupported
 from sesstool.stores import open_store, registry
-from sesstool.stores.base import MISSING, Capability, ExpiredPurge, Store, StoredItem
-from tests.servers import ServerProcess
+from sesstool.stores.base import MISSING, Capability, Entry, ExpiredPurge, Store, StoredItem
+from tests.servers import ServerProcess, snapshot
 
 # -- stores built on the primitives only ------------------------------------------------
 
@@ -105,7 +106,7 @@ class ConditionalStore(PrimitivesStore):
 # -- the stores ---------------------------------------------------------------------------
 
 STORES = ["redis", "redis-unix", "redis-tls", "redis-sentinel", "redis-cluster", "memcached", "memcached-3",
-          "memcached-classic", "base-conditional", "base-primitives", "files"]  # fmt: skip
+          "memcached-classic", "base-conditional", "base-primitives", "files", "rdb"]  # fmt: skip
 
 
 def _sentinel_store(url: str) -> Store:
@@ -156,6 +157,8 @@ def store(request: pytest.FixtureRequest, redis_server: ServerProcess, memcached
         directory = fixture("tmp_path") / "sessions"
         FileSystemCache(str(directory), threshold=500)
         built = open_store(f"file://{directory}")
+    elif kind == "rdb":
+        built = open_store("rdb://" + snapshot(redis_server, fixture("tmp_path")))
     elif kind == "base-conditional":
         built = ConditionalStore(open_store(f"redis://127.0.0.1:{redis_server.port}/0"))
     else:
@@ -176,10 +179,48 @@ def _within(ttl: int | None, expected: int, slack: int = 5) -> bool:
     return ttl is not None and expected - slack <= ttl <= expected + 10
 
 
+def _entries(prefix: bytes, count: int, ttl: int | None = 1000) -> list[Entry]:
+    return [(prefix + b"s%03d" % i, b"v%03d" % i, ttl) for i in range(count)]
+
+
 def _fill(store: Store, prefix: bytes, count: int, ttl: int | None = 1000) -> list[bytes]:
-    keys = [prefix + b"s%03d" % i for i in range(count)]
-    store.set_many([(key, b"v" + key[-3:], ttl) for key in keys])
-    return keys
+    entries = _entries(prefix, count, ttl)
+    store.set_many(entries)
+    return [key for key, _, _ in entries]
+
+
+Seed = t.Callable[[Store, t.Sequence[Entry]], Store]
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest, redis_server: ServerProcess) -> Seed:
+    """Put entries in a store, then return the store to read them from: the store
+    itself when it writes; for a snapshot, what a live server wrote after holding
+    them (the entries go into that redis-server, it SAVEs, the dump is opened)."""
+
+    def put(store: Store, entries: t.Sequence[Entry]) -> Store:
+        if store.supports(Capability.WRITE):
+            store.set_many(entries)
+            return store
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=redis_server.port)
+        try:
+            for key, value, ttl in entries:
+                client.set(key, value, ex=ttl)
+        finally:
+            client.close()
+        store.close()
+        reopened = open_store("rdb://" + snapshot(redis_server, request.getfixturevalue("tmp_path")))
+        request.addfinalizer(reopened.close)
+        return reopened
+
+    return put
+
+
+def _writes(store: Store) -> None:
+    if not store.supports(Capability.WRITE):
+        pytest.skip("a read-only store: its writes are refused (test_every_capability_not_declared_is_unsupported)")
 
 
 # -- what every store does ----------------------------------------------------------------
@@ -206,10 +247,12 @@ def _by_written_key(store: Store, items: list[StoredItem], written: list[bytes])
     return matched
 
 
-def test_scan_scan_keys_and_scan_columns_list_each_key_once(store: Store, prefix: bytes) -> None:
-    keys = _fill(store, prefix, 25)
-    store.set(prefix + b"forever", b"x", None)
-    store.set(b"other:" + prefix, b"y", 60)  # outside the prefix
+def test_scan_scan_keys_and_scan_columns_list_each_key_once(store: Store, prefix: bytes, seed: Seed) -> None:
+    entries = _entries(prefix, 25)
+    keys = [key for key, _, _ in entries]
+    # other: is outside the prefix; its value differs, as a store whose keys hide the
+    # sid is matched by value
+    store = seed(store, [*entries, (prefix + b"forever", b"x", None), (b"other:" + prefix, b"y", 60)])
     items = [item for batch in store.scan(prefix, batch=7) for item in batch]
     if store.supports(Capability.ENUMERABLE_IDS):
         assert sorted(item.key for item in items) == sorted([*keys, prefix + b"forever"])
@@ -227,8 +270,10 @@ def test_scan_scan_keys_and_scan_columns_list_each_key_once(store: Store, prefix
             assert (pttl == -1) == (by_scanned[key].ttl is None)
 
 
-def test_fetch_keeps_order_and_get_reports_missing_keys(store: Store, prefix: bytes) -> None:
-    keys = _fill(store, prefix, 3)
+def test_fetch_keeps_order_and_get_reports_missing_keys(store: Store, prefix: bytes, seed: Seed) -> None:
+    entries = _entries(prefix, 3)
+    keys = [key for key, _, _ in entries]
+    store = seed(store, entries)
     fetched = store.fetch([keys[2], prefix + b"gone", keys[0]])
     assert [item.key for item in fetched] == [keys[2], prefix + b"gone", keys[0]]
     assert [item.value for item in fetched] == [b"v002", None, b"v000"]
@@ -241,6 +286,7 @@ def test_fetch_keeps_order_and_get_reports_missing_keys(store: Store, prefix: by
 
 @pytest.mark.parametrize("impl", ["store", "base"])
 def test_add_set_and_delete_batches(store: Store, prefix: bytes, impl: str) -> None:
+    _writes(store)
     on = _impl(store, impl)
     a, b, c = prefix + b"a", prefix + b"b", prefix + b"c"
     assert store.add(a, b"one", 100) and not store.add(a, b"two", 100)
@@ -254,6 +300,7 @@ def test_add_set_and_delete_batches(store: Store, prefix: bytes, impl: str) -> N
 
 
 def test_a_ttl_of_zero_or_less_is_refused_on_every_store(store: Store, prefix: bytes) -> None:
+    _writes(store)
     for ttl in (0, -5):
         with pytest.raises(InvalidInput, match="expire at once"):
             store.set(prefix + b"k", b"v", ttl)
@@ -264,6 +311,7 @@ def test_a_ttl_of_zero_or_less_is_refused_on_every_store(store: Store, prefix: b
 
 @pytest.mark.parametrize("impl", ["store", "base"])
 def test_unlink_prefix_deletes_everything_under_the_prefix(store: Store, prefix: bytes, impl: str) -> None:
+    _writes(store)
     _fill(store, prefix, 30)
     store.set(b"keep:" + prefix, b"x", 60)
     on = _impl(store, impl)

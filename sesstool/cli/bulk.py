@@ -87,7 +87,7 @@ def purge(ctx: click.Context, /, expired: bool, lifetime: str | None, empty: boo
     if not (assume_yes or dry_run or env.stdin_isatty):
         raise InvalidInput("purge deletes sessions: pass --yes to confirm (there is no terminal to ask on), "
                            "or --dry-run to preview")
-    store = settings.open_store()
+    store = settings.open_store(writes=None if dry_run else "purge")
     try:
         criteria = criteria.on(store)
     except BaseException:
@@ -261,9 +261,10 @@ def import_(ctx: click.Context, /, source: str, skip_existing: bool, skip_invali
 
     env: Environment = ctx.obj
     settings = resolve_settings(ctx)
-    handle = _open_import_source(env, source)
+    # The store first: one that cannot write is refused before stdin is read.
+    store = settings.open_store(writes="import")
     try:
-        store = settings.open_store()
+        handle = _open_import_source(env, source)
         progress = Progress(env.stderr, "imported", enabled=env.show_progress)
         try:
             result = import_records(store, handle, settings.prefix, skip_existing=skip_existing,
@@ -271,9 +272,9 @@ def import_(ctx: click.Context, /, source: str, skip_existing: bool, skip_invali
                                     on_batch=progress.advance)
         finally:
             progress.finish()
-            store.close()
+            handle.close()
     finally:
-        handle.close()
+        store.close()
     skipped = f" ({result.skipped:,} skipped: already present)" if skip_existing else ""
     invalid = f" ({result.invalid:,} invalid lines skipped)" if result.invalid else ""
     emit_one(env, result.as_json(), fmt, human=lambda: f"imported {result.imported:,} sessions{skipped}{invalid}\n")
@@ -347,7 +348,7 @@ def migrate(ctx: click.Context, /, target: str, dry_run: bool, lossy: bool, batc
 
     env: Environment = ctx.obj
     settings = resolve_settings(ctx)
-    store = settings.open_store()
+    store = settings.open_store(writes=None if dry_run else "migrate")
     progress = Progress(env.stderr, "checked" if dry_run else "migrating", enabled=env.show_progress)
 
     def on_batch(report: MigrateReport) -> None:

@@ -155,13 +155,22 @@ class Settings:
     warn: t.Callable[[str], None] | None = None
     timeout: float = DEFAULT_TIMEOUT
 
-    def open_store(self) -> Store:
-        """The store, every call on it bounded by :attr:`timeout` (exit 3 past it)."""
+    def open_store(self, *, writes: str | None = None) -> Store:
+        """The store, every call on it bounded by :attr:`timeout` (exit 3 past it).
+
+        :param writes: the command, when it is one that writes: a store that cannot
+            write (a read-only snapshot) is refused now, before anything is asked or read.
+        :raises Unsupported: for ``writes`` on a store without :attr:`Capability.WRITE`.
+        """
         from sesstool.redact import redact_url
         from sesstool.stores import open_store
+        from sesstool.stores.capabilities import Capability
 
         with deadline(self.timeout, redact_url(self.store_url)):
             store = open_store(self.store_url, client=self.client, warn=self.warn)
+        if writes is not None and not store.supports(Capability.WRITE):
+            store.close()
+            raise store.unsupported(Capability.WRITE, writes)
         # Transparent: it answers every attribute of the store it wraps.
         return t.cast("Store", DeadlineStore(store, self.timeout))
 

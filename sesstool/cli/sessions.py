@@ -54,7 +54,7 @@ def edit(ctx: click.Context, /, sid: str, sets: tuple[str, ...], unsets: tuple[s
         raise click.UsageError("nothing to change: give --set KEY=VALUE, --unset KEY or --editor")
     settings = resolve_settings(ctx)
     key = session_key(settings, sid)
-    store = settings.open_store()
+    store = settings.open_store(writes="edit")
     try:
         if use_editor:
             outcome = _edit_in_editor(env, store, key, settings.serializer)
@@ -142,7 +142,7 @@ def expire(ctx: click.Context, /, sid: str, in_: str | None, at: str | None, now
     moment = parse_time(at) if at is not None else None
     settings = resolve_settings(ctx)
     key = session_key(settings, sid)
-    store = settings.open_store()
+    store = settings.open_store(writes="expire")
     try:
         record = set_expiry(store, key, len(settings.prefix), seconds=seconds, at=moment, clock=time.time)
     finally:
@@ -174,7 +174,7 @@ def persist(ctx: click.Context, /, sid: str, fmt: str, **_: t.Any) -> None:
     env: Environment = ctx.obj
     settings = resolve_settings(ctx)
     key = session_key(settings, sid)
-    store = settings.open_store()
+    store = settings.open_store(writes="persist")
     try:
         record = remove_expiry(store, key, len(settings.prefix))
     finally:
@@ -209,7 +209,7 @@ def delete(ctx: click.Context, /, sids: tuple[str, ...], batch: int, fmt: str, *
     texts: t.Iterable[str] = (line.strip() for line in env.stdin) if sids == ("-",) else sids
     named = ((text, resolve_sid(text, settings.prefix, settings.secret_keys,
                                                 settings.cookie_name).key) for text in texts if text)
-    store = settings.open_store()
+    store = settings.open_store(writes="delete")
     try:
         result = delete_sessions(store, named, batch=batch)
         emit_one(env, result.as_json(), fmt, human=lambda: f"deleted {result.deleted:,} sessions\n")

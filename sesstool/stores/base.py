@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import abc
 import typing as t
+import warnings
 from dataclasses import dataclass
 
 from sesstool.errors import InvalidInput, Unsupported
@@ -78,6 +79,11 @@ def show_key(key: bytes, limit: int = 120) -> str:
     keys cut, so a hostile key can neither fake lines nor drive the terminal."""
     text = ascii(key[:limit].decode("utf-8", "backslashreplace"))
     return text + ("..." if len(key) > limit else "")
+
+
+def python_warning(message: str) -> None:
+    """A store's default ``warn``: Python's :func:`warnings.warn` (the CLI passes its own)."""
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
 def write_ttl(key: bytes, ttl: int | None) -> int | None:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import functools
 import time
 import typing as t
-import warnings
 
 from sesstool.errors import InvalidInput, StoreError
 from sesstool.stores import memcached_commands as commands
-from sesstool.stores.base import MISSING, STRING, Capability, ExpiredPurge, Store, StoredItem
+from sesstool.stores.base import MISSING, STRING, Capability, ExpiredPurge, Store, StoredItem, python_warning
 from sesstool.stores.memcached_commands import CheckedKeys, check_key
 from sesstool.stores.memcached_listing import InvalidKeys, decode_expiry, decode_keys, expiry_lines, listed
 from sesstool.stores.memcached_replies import (
@@ -41,10 +40,6 @@ DUMP_ATTEMPTS = 4  # dumps a pre-1.6 get may need to find one item's expiry
 #: while the previous reply is unread (pipelining cannot deadlock), large enough
 #: that round trips do not dominate.
 REQUEST_KEYS = 500
-
-
-def _python_warning(message: str) -> None:
-    warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
 class _Server:
@@ -158,7 +153,7 @@ class MemcachedReader(Store):
         self.url = url or "memcached://" + ",".join(s.name for s in self.servers)
         if meta is False:  # idle time comes from meta commands only
             self.capabilities = self.capabilities - {Capability.IDLE_TIME}
-        self.warn = warn or _python_warning
+        self.warn = warn or python_warning
 
     def set_deadline(self, deadline: float | None) -> None:
         """Bound every later send, receive and connect by one :func:`time.monotonic`

@@ -31,6 +31,7 @@ SCHEMES: dict[str, tuple[str, str]] = {
     "redis+cluster": ("sesstool.stores.redis_cluster", "RedisClusterStore"),
     "memcached": ("sesstool.stores.memcached", "MemcachedStore"),
     "file": ("sesstool.stores.files", "FileStore"),
+    "rdb": ("sesstool.stores.rdb", "RdbStore"),
 }
 
 

@@ -1,0 +1,392 @@
+"""A streaming reader of Redis snapshot (RDB) files: the least that sessions need.
+
+Why our own and not rdb-py (0.4.0, a Rust extension, declared in pyproject): it
+reads what Redis 7.0 writes (RDB 10, listpacks, functions, LZF), but for an offline
+session store it falls short in ways that matter here:
+
+- stream keys are silently omitted, so a listing could not report them as the live
+  store's scan does (``kind`` ``stream``);
+- every hash, list, set and sorted set is decoded into Python objects only to be
+  dropped: a big non-session key costs memory the size of its contents;
+- the trailing CRC64 is not verified (a flipped byte in a value goes unnoticed);
+- any malformed value ends the whole iteration, so one bad session would stop a
+  bulk command, and no value size can be bounded before it is materialised.
+
+This reader keeps only string values of the keys asked for; every other value is
+skipped by its encoded lengths, never decoded. Budgets: a declared length past the
+end of the file is corruption, found before anything is allocated; a value kept is
+at most ``value_limit`` bytes, LZF output included (a bomb inflates to no more);
+longer keys than ``key_limit`` are skipped. Every byte read feeds the CRC64 that
+the file's end is checked against (pure Python, about 25 MB/s).
+
+Format: Redis' ``rdb.c`` and ``rdb.h`` (versions 1 to 12, Redis up to 7.4).
+"""
+
+from __future__ import annotations
+
+import struct
+import typing as t
+from dataclasses import dataclass
+
+from sesstool.stores.rdb_codec import crc64, lzf_decompress, module_type_name
+
+#: the newest format this reader knows (Redis 7.4); newer files are refused, never guessed at
+NEWEST_VERSION = 12
+_CHUNK = 1 << 20
+
+# opcodes (rdb.h)
+_SLOT_INFO, _FUNCTION2, _FUNCTION_PRE_GA, _MODULE_AUX = 0xF4, 0xF5, 0xF6, 0xF7
+_IDLE, _FREQ, _AUX, _RESIZEDB, _EXPIRETIME_MS, _EXPIRETIME, _SELECTDB, _EOF = range(0xF8, 0x100)
+
+#: RDB value type -> what Redis' TYPE (and so SCAN's TYPE) calls it
+KINDS: dict[int, str] = {
+    0: "string", 1: "list", 2: "set", 3: "zset", 4: "hash", 5: "zset", 6: "module", 7: "module",
+    9: "hash", 10: "list", 11: "set", 12: "zset", 13: "hash", 14: "list", 15: "stream", 16: "hash",
+    17: "zset", 18: "list", 19: "stream", 20: "set", 21: "stream", 22: "hash", 23: "hash", 24: "hash",
+    25: "hash",
+}  # fmt: skip
+_BLOBS = frozenset({9, 10, 11, 12, 13, 16, 17, 20, 23})  # one string holds the whole value
+
+
+class RdbCorrupt(Exception):
+    """The file is not a snapshot this reader can read; ``offset`` is where it failed."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(f"{message} (at byte {offset:,})")
+        self.offset = offset
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """What one value or key may cost in memory."""
+
+    value_limit: int = 64 << 20
+    key_limit: int = 64 << 10
+
+
+@dataclass(slots=True)
+class KeyRecord:
+    """One key of the selected database.
+
+    :param value: the string value when asked for and readable, else ``None``.
+    :param problem: why a string value asked for could not be read (corrupt LZF data,
+        over the budget); the rest of the file is still read.
+    """
+
+    key: bytes
+    kind: str
+    expire_ms: int | None
+    value: bytes | None = None
+    problem: str | None = None
+
+
+class _Source:
+    """Exact reads from a file, buffered, each byte counted into the CRC64 once."""
+
+    def __init__(self, fh: t.BinaryIO, size: int) -> None:
+        self.fh, self.size = fh, size
+        self.buf, self.pos, self.base = b"", 0, 0
+        self.crc, self.crc_from = 0, 0
+
+    @property
+    def offset(self) -> int:
+        return self.base + self.pos
+
+    def crc_now(self) -> int:
+        self.crc = crc64(self.crc, memoryview(self.buf)[self.crc_from : self.pos])
+        self.crc_from = self.pos
+        return self.crc
+
+    def _fill(self) -> None:
+        self.crc_now()
+        self.base += len(self.buf)
+        self.buf, self.pos, self.crc_from = self.fh.read(_CHUNK), 0, 0
+        if not self.buf:
+            raise RdbCorrupt("the file ends early (truncated?)", self.offset)
+
+    def _check(self, n: int) -> None:
+        # Before any allocation: a length the file cannot hold is corruption.
+        if n > self.size - self.offset:
+            raise RdbCorrupt(f"a length of {n:,} bytes runs past the end of the file", self.offset)
+
+    def read(self, n: int) -> bytes:
+        self._check(n)
+        end = self.pos + n
+        if end <= len(self.buf):
+            out = self.buf[self.pos : end]
+            self.pos = end
+            return out
+        parts = []
+        while n:
+            if self.pos == len(self.buf):
+                self._fill()
+            take = min(n, len(self.buf) - self.pos)
+            parts.append(self.buf[self.pos : self.pos + take])
+            self.pos += take
+            n -= take
+        return b"".join(parts)
+
+    def skip(self, n: int) -> None:
+        self._check(n)
+        while n:
+            if self.pos == len(self.buf):
+                self._fill()
+            take = min(n, len(self.buf) - self.pos)
+            self.pos += take
+            n -= take
+
+    def byte(self) -> int:
+        if self.pos == len(self.buf):
+            self._fill()
+        self.pos += 1
+        return self.buf[self.pos - 1]
+
+
+class RdbReader:
+    """One pass over an RDB file (the caller opens and closes ``fh``)."""
+
+    def __init__(self, fh: t.BinaryIO, size: int, budget: Budget | None = None) -> None:
+        self.src = _Source(fh, size)
+        self.budget = budget or Budget()
+        self.aux: dict[bytes, bytes] = {}
+        magic = self.src.read(9) if size >= 9 else b""
+        if magic[:5] != b"REDIS" or not magic[5:].isdigit():
+            raise RdbCorrupt("not a Redis snapshot (no REDIS header)", 0)
+        self.version = int(magic[5:])
+        if not 1 <= self.version <= NEWEST_VERSION:
+            raise RdbCorrupt(f"RDB format version {self.version} is not one this reader knows "
+                             f"(1 to {NEWEST_VERSION}, Redis up to 7.4)", 5)  # fmt: skip
+        self._opcode: int | None = None
+        #: keys of the selected database skipped for being over ``key_limit``
+        self.oversized_keys = 0
+
+    # -- primitives ------------------------------------------------------------------
+
+    def length(self) -> int:
+        value, encoded = self._length()
+        if encoded:
+            raise RdbCorrupt("an encoded string where a length belongs", self.src.offset)
+        return value
+
+    def _length(self) -> tuple[int, bool]:
+        first = self.src.byte()
+        kind = first >> 6
+        if kind == 0:
+            return first & 0x3F, False
+        if kind == 1:
+            return ((first & 0x3F) << 8) | self.src.byte(), False
+        if kind == 3:
+            return first & 0x3F, True
+        if first == 0x80:
+            return int(struct.unpack(">I", self.src.read(4))[0]), False
+        if first == 0x81:
+            return int(struct.unpack(">Q", self.src.read(8))[0]), False
+        raise RdbCorrupt(f"an unknown length encoding 0x{first:02x}", self.src.offset - 1)
+
+    def count(self, per_item: int = 1) -> int:
+        """A declared number of elements, each at least ``per_item`` bytes long."""
+        n = self.length()
+        if n * per_item > self.src.size - self.src.offset:
+            raise RdbCorrupt(f"{n:,} elements declared, more than the rest of the file holds", self.src.offset)
+        return n
+
+    def string(self, limit: int) -> bytes | str:
+        """A string; when longer than ``limit`` (or undecodable), it is skipped and
+        the reason comes back as ``str``."""
+        n, encoded = self._length()
+        if not encoded:
+            if n > limit:
+                self.src.skip(n)
+                return f"{n:,} bytes, over the {limit:,}-byte budget"
+            return self.src.read(n)
+        if n in (0, 1, 2):  # an integer stored as 1, 2 or 4 bytes, little-endian
+            size = 1 << n
+            return str(int.from_bytes(self.src.read(size), "little", signed=True)).encode()
+        if n == 3:
+            compressed, length = self.length(), self.length()
+            if length > limit:
+                self.src.skip(compressed)
+                return f"{length:,} bytes, over the {limit:,}-byte budget"
+            try:
+                return lzf_decompress(self.src.read(compressed), length)
+            except ValueError as e:  # framed by its lengths: the rest of the file reads on
+                return f"corrupt LZF data ({e})"
+        raise RdbCorrupt(f"an unknown string encoding {n}", self.src.offset)
+
+    def skip_string(self) -> None:
+        n, encoded = self._length()
+        if not encoded:
+            self.src.skip(n)
+        elif n in (0, 1, 2):
+            self.src.skip(1 << n)
+        elif n == 3:
+            compressed = self.length()
+            self.length()
+            self.src.skip(compressed)
+        else:
+            raise RdbCorrupt(f"an unknown string encoding {n}", self.src.offset)
+
+    def _strings(self, n: int) -> None:
+        for _ in range(n):
+            self.skip_string()
+
+    # -- the pass --------------------------------------------------------------------
+
+    def header(self) -> dict[bytes, bytes]:
+        """The auxiliary fields before the first key (``ctime``, ``redis-ver``, ...)."""
+        while True:
+            op = self.src.byte()
+            if op != _AUX:
+                self._opcode = op
+                return self.aux
+            self._aux()
+
+    def _aux(self) -> None:
+        key, value = self.string(1 << 10), self.string(1 << 10)
+        if isinstance(key, bytes) and isinstance(value, bytes):
+            self.aux[key] = value
+
+    def entries(
+        self, db: int, want: t.Callable[[bytes], bool], *, values: bool = True
+    ) -> t.Iterator[KeyRecord]:
+        """Every key of database ``db`` that ``want`` accepts, in file order; then the
+        checksum is verified.
+
+        :raises RdbCorrupt: where the file stops making sense, or at its end when the
+            checksum does not match.
+        """
+        if self._opcode is None:
+            self.header()
+        current, expire_ms = 0, None
+        op = t.cast(int, self._opcode)
+        while op != _EOF:
+            if op == _SELECTDB:
+                current = self.length()
+            elif op == _EXPIRETIME_MS:
+                expire_ms = int(struct.unpack("<q", self.src.read(8))[0])
+            elif op == _EXPIRETIME:
+                expire_ms = int(struct.unpack("<i", self.src.read(4))[0]) * 1000
+            elif op == _RESIZEDB:
+                self.length(), self.length()
+            elif op == _AUX:
+                self._aux()
+            elif op == _IDLE:
+                self.length()
+            elif op == _FREQ:
+                self.src.byte()
+            elif op == _FUNCTION2:
+                self.skip_string()
+            elif op == _MODULE_AUX:
+                self.length(), self.length(), self.length()
+                self._module_values()
+            elif op == _SLOT_INFO:
+                self.length(), self.length(), self.length()
+            elif op in KINDS:
+                entry = self._key_value(op, current == db, want, values, expire_ms)
+                if entry is not None:
+                    yield entry
+                expire_ms = None
+            else:
+                raise RdbCorrupt(f"an unknown record type 0x{op:02x}", self.src.offset - 1)
+            op = self.src.byte()
+        self._verify_checksum()
+
+    def _key_value(
+        self, kind: int, in_db: bool, want: t.Callable[[bytes], bool], values: bool, expire_ms: int | None
+    ) -> KeyRecord | None:
+        key = self.string(self.budget.key_limit)
+        if in_db and isinstance(key, str):
+            self.oversized_keys += 1
+        wanted = in_db and isinstance(key, bytes) and want(key)
+        if kind == 0 and wanted and values:
+            value = self.string(self.budget.value_limit)
+            if isinstance(value, str):
+                return KeyRecord(t.cast(bytes, key), "string", expire_ms, problem=value)
+            return KeyRecord(t.cast(bytes, key), "string", expire_ms, value)
+        name = self._skip_value(kind)
+        return KeyRecord(t.cast(bytes, key), name, expire_ms) if wanted else None
+
+    def _skip_value(self, kind: int) -> str:
+        """Skip one value of RDB type ``kind``; return its kind as Redis names it."""
+        name = KINDS[kind]
+        if kind == 0 or kind in _BLOBS:
+            self.skip_string()
+        elif kind in (1, 2, 14):
+            self._strings(self.count())
+        elif kind == 4:
+            self._strings(2 * self.count(2))
+        elif kind == 3:
+            for _ in range(self.count(2)):
+                self.skip_string()
+                special = self.src.byte()
+                if special < 253:
+                    self.src.skip(special)
+        elif kind == 5:
+            for _ in range(self.count(9)):
+                self.skip_string()
+                self.src.skip(8)
+        elif kind == 18:
+            for _ in range(self.count(2)):
+                self.length()
+                self.skip_string()
+        elif kind in (22, 24):
+            if kind == 24:
+                self.src.skip(8)
+            for _ in range(self.count(3)):
+                self.length()
+                self._strings(2)
+        elif kind == 25:
+            self.src.skip(8)
+            self.skip_string()
+        elif kind == 7:
+            name = module_type_name(self.length())
+            self._module_values()
+        elif kind == 6:
+            raise RdbCorrupt("a module value in the old format (RDB type 6) cannot be skipped "
+                             "without its module", self.src.offset)  # fmt: skip
+        else:
+            self._skip_stream(kind)
+        return name
+
+    def _module_values(self) -> None:
+        # Module data written with the typed opcodes (module2, module aux): skippable.
+        while True:
+            op = self.length()
+            if op == 0:
+                return
+            if op in (1, 2):
+                self.length()
+            elif op in (3, 4):
+                self.src.skip(4 if op == 3 else 8)
+            elif op == 5:
+                self.skip_string()
+            else:
+                raise RdbCorrupt(f"an unknown module value opcode {op}", self.src.offset)
+
+    def _skip_stream(self, kind: int) -> None:
+        for _ in range(self.count(2)):
+            self._strings(2)  # the node's master ID and its listpack
+        self.length(), self.length(), self.length()  # length, last ID
+        if kind >= 19:
+            for _ in range(5):  # first ID, max deleted ID, entries added
+                self.length()
+        for _ in range(self.count(3)):  # consumer groups
+            self.skip_string()
+            self.length(), self.length()
+            if kind >= 19:
+                self.length()
+            for _ in range(self.count(17)):  # pending entries: raw ID, delivery time, count
+                self.src.skip(24)
+                self.length()
+            for _ in range(self.count(9)):  # consumers
+                self.skip_string()
+                self.src.skip(16 if kind >= 21 else 8)
+                self.src.skip(16 * self.count(16))
+
+    def _verify_checksum(self) -> None:
+        if self.version < 5:
+            return
+        computed = self.src.crc_now()
+        stored = int.from_bytes(self.src.read(8), "little")
+        if stored and stored != computed:
+            raise RdbCorrupt("the checksum does not match: the file is damaged", self.src.offset - 8)
