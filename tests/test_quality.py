@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("redis", "rich", "flask", "pymemcache", "werkzeug", "hiredis", "sqlalchemy", "psycopg", "rdb")
+HEAVY = ("redis", "rich", "flask", "pymemcache", "werkzeug", "hiredis", "sqlalchemy", "psycopg")
 
 
 def imported_modules(*args: str) -> set[str]:

@@ -98,7 +98,7 @@ def test_every_kind_and_encoding_reads_as_the_live_server_reports_it(live: t.Any
 
 
 def test_agrees_with_rdb_py_on_strings_and_expiries(live: t.Any, redis_server: ServerProcess, tmp_path: t.Any) -> None:
-    """rdb-py (declared, and not used at run time: see sesstool/stores/rdb_format.py)
+    """rdb-py (a test dependency only: see sesstool/stores/rdb_format.py)
     reads the same strings and expiries; it omits the stream key, which we report."""
     import rdb
 

@@ -1,8 +1,9 @@
 """A streaming reader of Redis snapshot (RDB) files: the least that sessions need.
 
-Why our own and not rdb-py (0.4.0, a Rust extension, declared in pyproject): it
-reads what Redis 7.0 writes (RDB 10, listpacks, functions, LZF), but for an offline
-session store it falls short in ways that matter here:
+Why our own and not rdb-py (0.4.0, a Rust extension; the tests still use it to
+cross-check this reader on real dumps): it reads what Redis 7.0 writes (RDB 10,
+listpacks, functions, LZF), but for an offline session store it falls short in ways
+that matter here:
 
 - stream keys are silently omitted, so a listing could not report them as the live
   store's scan does (``kind`` ``stream``);
