@@ -1,4 +1,5 @@
-"""Real Flask 3.1 + Flask-Session 0.8 apps that write sessions through their test client.
+"""Real Flask 3.1 + Flask-Session 0.8 apps that write sessions through their test client
+(Redis, memcached, or SQL through Flask-SQLAlchemy).
 
 Each app has two routes: ``POST /set`` stores the JSON body in the session (a
 ``null`` value deletes the key) and ``GET /get`` returns the session as the app
@@ -23,6 +24,8 @@ def make_app(
     prefix: str = "session:",
     lifetime: timedelta = timedelta(days=31),
     secret_key: str = SECRET,
+    sql_url: str | None = None,
+    sql_table: str = "sessions",
 ) -> t.Any:
     import warnings
 
@@ -37,7 +40,17 @@ def make_app(
         SESSION_USE_SIGNER=use_signer,
         PERMANENT_SESSION_LIFETIME=lifetime,
     )
-    if redis_url is not None:
+    if sql_url is not None:
+        from flask_sqlalchemy import SQLAlchemy
+
+        # SQLAlchemy's own pool would keep SQLite files and server connections open
+        # between requests of tests that then change the rows from outside: no pool.
+        app.config.update(SQLALCHEMY_DATABASE_URI=sql_url,
+                          SQLALCHEMY_ENGINE_OPTIONS={"poolclass": _null_pool()})
+        db = SQLAlchemy(app)
+        app.config.update(SESSION_TYPE="sqlalchemy", SESSION_SQLALCHEMY=db, SESSION_SQLALCHEMY_TABLE=sql_table,
+                          SESSION_CLEANUP_N_REQUESTS=None)
+    elif redis_url is not None:
         import redis
 
         app.config.update(SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(redis_url))
@@ -73,6 +86,12 @@ def make_app(
         return jsonify(ok=True)
 
     return app
+
+
+def _null_pool() -> t.Any:
+    from sqlalchemy.pool import NullPool
+
+    return NullPool
 
 
 @dataclass

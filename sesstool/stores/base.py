@@ -112,6 +112,10 @@ class Store(abc.ABC):
     #: the largest value the store takes, where a save past it fails (memcached's item
     #: size); ``None`` where no such limit bites sessions
     value_limit: t.ClassVar[int | None] = None
+    #: keyword options :meth:`open` takes beyond ``client`` and ``warn`` (SQL's
+    #: ``table``); :func:`~sesstool.stores.registry.open_store` passes a store only
+    #: the ones it names, so a global option such as ``--table`` never troubles another
+    open_options: t.ClassVar[frozenset[str]] = frozenset()
 
     # -- the operations every store has ------------------------------------------------
 
