@@ -288,3 +288,17 @@ def test_hostile_rows_are_listed_as_unknown_and_bulk_commands_go_on(cli: t.Any, 
     purged = cli("purge", "--all", "--yes", "--store", db.url, "--format", "json")
     assert purged.exit_code == 0 and purged.json()["deleted"] == len(records)
     assert db.execute("SELECT count(*) FROM TABLE")[0][0] == 1  # the row without session_id stays
+
+
+def test_a_locked_table_times_out_with_exit_3(cli: t.Any, postgres_server: PostgresServer, tmp_path: Path,
+                                              request: pytest.FixtureRequest) -> None:  # fmt: skip
+    import psycopg
+
+    db = _database("postgresql", request, tmp_path)
+    write_session(db.app, {"user_id": 1})
+    with psycopg.connect(db.url) as holder:  # another client holds the table while we read
+        holder.execute("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+        result = cli("list", "--store", db.url, "--timeout", "1.5")
+        holder.rollback()
+    assert result.exit_code == 3, result.stderr
+    assert result.stderr.startswith("error: ") and "timed out" in result.stderr and PG_PASSWORD not in result.stderr
