@@ -302,3 +302,19 @@ def test_a_locked_table_times_out_with_exit_3(cli: t.Any, postgres_server: Postg
         holder.rollback()
     assert result.exit_code == 3, result.stderr
     assert result.stderr.startswith("error: ") and "timed out" in result.stderr and PG_PASSWORD not in result.stderr
+
+
+def test_the_readme_sqlite_example_runs_offline(tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"Try it offline with SQLite.*?```sh\n(.*?)```", readme, re.S)
+    assert block is not None
+    script = block.group(1).replace("/tmp/sesstool-demo.db", str(tmp_path / "demo.db"))
+    script = script.replace(".venv/bin/python", sys.executable)
+    script = script.replace(".venv/bin/sesstool", f"{sys.executable} -m sesstool")
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert '"user_id":2' in result.stdout and "sessions      3" in result.stdout
