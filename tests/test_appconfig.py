@@ -73,6 +73,8 @@ def test_redis_app_settings(apps) -> None:
         "lifetime",
         "client",
         "app",
+        "table",
+        "schema",
     }
 
 
@@ -186,7 +188,9 @@ def test_unsupported_session_type(cli, apps) -> None:
     )
     result = cli("probe", "--app", "files:app")
     assert result.exit_code == 2
-    assert result.stderr == "error: unsupported SESSION_TYPE 'filesystem': sesstool supports redis and memcached\n"
+    assert result.stderr == (
+        "error: unsupported SESSION_TYPE 'filesystem': sesstool supports redis, memcached and sqlalchemy\n"
+    )
     # replay runs the app's own interface, whatever its backend
     assert load_app_settings("files:app", require_store=False).session_type == "filesystem"
 

@@ -318,3 +318,18 @@ def test_the_readme_sqlite_example_runs_offline(tmp_path: Path) -> None:
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert '"user_id":2' in result.stdout and "sessions      3" in result.stdout
+
+
+def test_the_app_settings_name_the_engine_table_and_schema_never_the_password(
+    postgres_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sesstool.app.config import load_app_settings
+
+    url = postgres_server.url(scheme="postgresql+psycopg")
+    with app_dir(tmp_path, monkeypatch) as apps:
+        apps.write("pgweb", sqlalchemy_app(url, table="web_sessions", prefix="web:"))
+        settings = load_app_settings("pgweb:app")
+    assert settings.session_type == "sqlalchemy" and settings.interface == "SqlAlchemySessionInterface"
+    assert (settings.table, settings.schema, settings.prefix) == ("web_sessions", None, "web:")
+    assert settings.store_url is not None and PG_PASSWORD not in settings.store_url and "***" in settings.store_url
+    assert type(settings.client).__name__ == "Engine"

@@ -192,7 +192,8 @@ def settings_from_app(app: t.Any, *, require_store: bool = True) -> AppSettings:
         _read_sqlalchemy(app, settings)
     elif require_store:
         raise InvalidInput(
-            f"unsupported SESSION_TYPE {session_type!r}: sesstool supports {', '.join(SUPPORTED_TYPES)}"
+            f"unsupported SESSION_TYPE {session_type!r}: sesstool supports "
+            f"{', '.join(SUPPORTED_TYPES[:-1])} and {SUPPORTED_TYPES[-1]}"
         )
     return settings
 
