@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sesstool.errors import InvalidInput
-from sesstool.stores.sql import _as_datetime, _like_prefix
 from sesstool.stores.sql_engine import _connect_args, driver_message, table_name
+from sesstool.stores.sql_values import as_datetime, like_prefix
 from tests.properties import examples
 
 _LIKE_CHARS = st.text(alphabet=st.sampled_from("ab%_/\\:é"), max_size=8)
@@ -24,7 +24,7 @@ def test_the_like_pattern_matches_every_key_under_the_prefix(prefix: str, rest: 
     # pattern must never miss a key under the prefix, and with case equal it must
     # match nothing else.
     db = sqlite3.connect(":memory:")
-    pattern = _like_prefix(prefix)
+    pattern = like_prefix(prefix)
 
     def like(key: str) -> bool:
         return bool(db.execute("SELECT ? LIKE ? ESCAPE '/'", (key, pattern)).fetchone()[0])
@@ -58,15 +58,15 @@ def test_table_names() -> None:
 @given(st.one_of(st.text(max_size=40), st.binary(max_size=40), st.integers(), st.floats(), st.none(),
                  st.datetimes(timezones=st.none() | st.timezones())))  # fmt: skip
 def test_a_stored_expiry_is_a_naive_datetime_or_none_never_an_error(value: object) -> None:
-    parsed = _as_datetime(value)
+    parsed = as_datetime(value)
     assert parsed is None or (isinstance(parsed, datetime) and parsed.tzinfo is None)
 
 
 def test_stored_expiry_forms() -> None:
-    assert _as_datetime("2026-12-07 09:00:00.123456") == datetime(2026, 12, 7, 9, 0, 0, 123456)
-    assert _as_datetime(b"2026-12-07 09:00:00") == datetime(2026, 12, 7, 9)
-    assert _as_datetime("2026-12-07T10:00:00+01:00") == datetime(2026, 12, 7, 9)
-    assert _as_datetime("soon") is None and _as_datetime(b"\xff") is None and _as_datetime(3) is None
+    assert as_datetime("2026-12-07 09:00:00.123456") == datetime(2026, 12, 7, 9, 0, 0, 123456)
+    assert as_datetime(b"2026-12-07 09:00:00") == datetime(2026, 12, 7, 9)
+    assert as_datetime("2026-12-07T10:00:00+01:00") == datetime(2026, 12, 7, 9)
+    assert as_datetime("soon") is None and as_datetime(b"\xff") is None and as_datetime(3) is None
 
 
 @examples(200)

@@ -36,11 +36,10 @@ from sesstool.errors import InvalidInput, Unsupported
 from sesstool.redact import redact_url
 from sesstool.stores.base import MISSING, Capability, Entry, ExpiredPurge, Store, StoredItem, show_key, write_ttl
 from sesstool.stores.sql_engine import check_table, create_engine, errors, table_name
+from sesstool.stores.sql_values import ESCAPE, KEY_LENGTH, as_datetime, like_prefix, raw_bytes, row_key, text_key
 
 #: rows a statement names at most (SQLite allowed 999 parameters before 3.32)
 _CHUNK = 500
-_KEY_LENGTH = 255  #: Flask-Session's String(255)
-_ESCAPE = "/"
 _PERSIST_REASON = (
     "remove a key's expiry (Flask-Session treats a row without expiry as expired and deletes it "
     "when read; give it a far expiry with `sesstool expire SID --in 3650d` instead)"
@@ -79,7 +78,7 @@ class SqlStore(Store):
         self.table = sa.Table(
             name, sa.MetaData(),
             sa.Column("id", sa.Integer, primary_key=True),
-            sa.Column("session_id", sa.String(_KEY_LENGTH)),
+            sa.Column("session_id", sa.String(KEY_LENGTH)),
             sa.Column("data", sa.LargeBinary),
             sa.Column("expiry", sa.DateTime),
             schema=schema,
@@ -144,7 +143,7 @@ class SqlStore(Store):
 
     def scan_keys(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[list[bytes]]:
         for rows in self._pages(prefix, batch, with_data=False):
-            yield [t.cast(bytes, _key(row[1])) for row in rows]
+            yield [t.cast(bytes, row_key(row[1])) for row in rows]
 
     def _pages(self, prefix: bytes, batch: int, *, with_data: bool) -> t.Iterator[list[t.Any]]:
         import sqlalchemy as sa
@@ -156,7 +155,7 @@ class SqlStore(Store):
         except UnicodeDecodeError:
             text = None  # only SQLite can hold such keys; the exact check below finds them
         if text:
-            query = query.where(c.session_id.like(_like_prefix(text), escape=_ESCAPE))
+            query = query.where(c.session_id.like(like_prefix(text), escape=ESCAPE))
         last = None
         while True:
             page = query if last is None else query.where(c.id > last)
@@ -167,7 +166,7 @@ class SqlStore(Store):
             last = rows[-1][0]
             kept, unnamed = [], 0
             for row in rows:
-                key = _key(row[1])
+                key = row_key(row[1])
                 if key is None:
                     unnamed += 1
                 elif key.startswith(prefix):
@@ -200,16 +199,16 @@ class SqlStore(Store):
     def _item(self, row: t.Any) -> StoredItem:
         expiry = row[2]
         data = row[3]
-        value = b"" if data is None else _raw_bytes(data)
+        value = b"" if data is None else raw_bytes(data)
         # The version: what a conditional write compares, as the row holds it.
-        stored_expiry = _raw_bytes(expiry) if self._sqlite and expiry is not None else expiry
+        stored_expiry = raw_bytes(expiry) if self._sqlite and expiry is not None else expiry
         version = (row[0], stored_expiry, data is None)
-        return StoredItem(t.cast(bytes, _key(row[1])), value, self._ttl(expiry), version=version)
+        return StoredItem(t.cast(bytes, row_key(row[1])), value, self._ttl(expiry), version=version)
 
     def _ttl(self, expiry: t.Any) -> int | None:
         if expiry is None:
             return None
-        when = _as_datetime(expiry)
+        when = as_datetime(expiry)
         if when is None:
             return 0  # not a date: Flask-Session cannot use the row either
         seconds = (when - self._now()).total_seconds()
@@ -247,7 +246,7 @@ class SqlStore(Store):
         self.set_many([(key, value, ttl)])
 
     def set_many(self, entries: t.Sequence[Entry]) -> None:
-        rows = [(_text_key(key), value, self._expiry(key, ttl)) for key, value, ttl in entries]
+        rows = [(text_key(key), value, self._expiry(key, ttl)) for key, value, ttl in entries]
         c = self.table.c
         for start in range(0, len(rows), _CHUNK):
             with errors(self.describe()), self.engine.begin() as conn:
@@ -262,7 +261,7 @@ class SqlStore(Store):
         return self.add_many([(key, value, ttl)])[0]
 
     def add_many(self, entries: t.Sequence[Entry]) -> list[bool]:
-        rows = [(_text_key(key), value, self._expiry(key, ttl)) for key, value, ttl in entries]
+        rows = [(text_key(key), value, self._expiry(key, ttl)) for key, value, ttl in entries]
         done: list[bool] = []
         for start in range(0, len(rows), _CHUNK):
             with errors(self.describe()), self.engine.begin() as conn:
@@ -303,7 +302,7 @@ class SqlStore(Store):
             chunk = keys[start : start + _CHUNK]
             with errors(self.describe()), self.engine.begin() as conn:
                 rows = conn.execute(sa.select(self._read[1]).where(self._match(chunk))).all()
-                existed.update(t.cast(bytes, _key(row[0])) for row in rows)
+                existed.update(t.cast(bytes, row_key(row[0])) for row in rows)
                 conn.execute(self.table.delete().where(self._match(chunk)))
         return [key in existed for key in keys]
 
@@ -355,52 +354,3 @@ class SqlStore(Store):
                     if item.value is not None and item.kind != MISSING:
                         deleted += conn.execute(self.table.delete().where(self._unchanged(item))).rowcount
         return deleted
-
-
-def _like_prefix(prefix: str) -> str:
-    escaped = prefix.replace(_ESCAPE, _ESCAPE * 2).replace("%", _ESCAPE + "%").replace("_", _ESCAPE + "_")
-    return escaped + "%"
-
-
-def _raw_bytes(value: t.Any) -> bytes:
-    """A column's value as the bytes it holds (text that was not UTF-8 keeps its bytes)."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape")
-    return str(value).encode("utf-8")
-
-
-def _key(value: t.Any) -> bytes | None:
-    return None if value is None else _raw_bytes(value)
-
-
-def _text_key(key: bytes) -> str:
-    """``key`` as a session_id to write.
-
-    :raises InvalidInput: for a key that is not UTF-8 or longer than the column.
-    """
-    try:
-        text = key.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidInput(f"cannot write {show_key(key)}: a SQL session_id must be UTF-8 text") from None
-    if len(text) > _KEY_LENGTH:
-        raise InvalidInput(f"cannot write {show_key(key)}: longer than session_id's {_KEY_LENGTH} characters")
-    return text
-
-
-def _as_datetime(value: t.Any) -> datetime | None:
-    """An expiry as naive UTC, or ``None`` for one that is no date."""
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
-    if isinstance(value, (str, bytes)):
-        try:
-            text = value.decode("ascii") if isinstance(value, bytes) else value
-            parsed = datetime.fromisoformat(text.strip())
-        except (ValueError, UnicodeDecodeError):
-            return None
-        return _as_datetime(parsed)
-    return None
-
