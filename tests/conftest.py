@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from sesstool.cli.main import main
 from sesstool.render.env import Environment
 from tests.properties import SCALE
-from tests.servers import ServerProcess, start_memcached, start_redis
+from tests.servers import PostgresServer, ServerProcess, start_memcached, start_postgres, start_redis
 from tests.topologies import cluster, memcached_trio, sentinel, tls_redis
 
 __all__ = ["cluster", "memcached_trio", "sentinel", "tls_redis"]  # fixtures shared with every test module
@@ -70,6 +70,14 @@ def memcached_pair() -> t.Iterator[tuple[ServerProcess, ServerProcess]]:
     yield first, second
     first.stop()
     second.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> t.Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster for the session (skipped where none is installed, failed in CI)."""
+    server = start_postgres()
+    yield server
+    server.stop()
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Real Flask 3.1 + Flask-Session 0.8 apps that write sessions through their test client.
+"""Real Flask 3.1 + Flask-Session 0.8 apps that write sessions through their test client
+(Redis, memcached, or SQL through Flask-SQLAlchemy).
 
 Each app has two routes: ``POST /set`` stores the JSON body in the session (a
 ``null`` value deletes the key) and ``GET /get`` returns the session as the app
@@ -25,6 +26,8 @@ def make_app(
     secret_key: str = SECRET,
     file_dir: str | None = None,
     file_type: str = "cachelib",
+    sql_url: str | None = None,
+    sql_table: str = "sessions",
 ) -> t.Any:
     """:param file_dir: a directory for SESSION_TYPE ``file_type``: ``cachelib`` (a
         ``FileSystemCache`` as SESSION_CACHELIB) or ``filesystem`` (SESSION_FILE_DIR)."""
@@ -48,6 +51,16 @@ def make_app(
             app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=FileSystemCache(file_dir, threshold=500))
         else:
             app.config.update(SESSION_TYPE="filesystem", SESSION_FILE_DIR=file_dir)
+    if sql_url is not None:
+        from flask_sqlalchemy import SQLAlchemy
+
+        # SQLAlchemy's own pool would keep SQLite files and server connections open
+        # between requests of tests that then change the rows from outside: no pool.
+        app.config.update(SQLALCHEMY_DATABASE_URI=sql_url,
+                          SQLALCHEMY_ENGINE_OPTIONS={"poolclass": _null_pool()})
+        db = SQLAlchemy(app)
+        app.config.update(SESSION_TYPE="sqlalchemy", SESSION_SQLALCHEMY=db, SESSION_SQLALCHEMY_TABLE=sql_table,
+                          SESSION_CLEANUP_N_REQUESTS=None)
     elif redis_url is not None:
         import redis
 
@@ -84,6 +97,12 @@ def make_app(
         return jsonify(ok=True)
 
     return app
+
+
+def _null_pool() -> t.Any:
+    from sqlalchemy.pool import NullPool
+
+    return NullPool
 
 
 @dataclass

@@ -181,3 +181,90 @@ def start_memcached(extra: t.Sequence[str] = ()) -> ServerProcess:
     process = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(port, process)
     return ServerProcess(port=port, process=process, workdir=workdir, args=args)
+
+
+# -- PostgreSQL --------------------------------------------------------------------------
+
+PG_PASSWORD = "pg-secret-pw"  # a password the redaction tests look for in every message
+_PG_USER = "sesstool-pg"  # postgres refuses to run as root: tests and CI do run as root
+
+
+def _postgres_bin(name: str) -> str:
+    """``initdb``/``pg_ctl``: on PATH, else in Debian's /usr/lib/postgresql/N/bin (newest N)."""
+    import glob
+
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+                        key=lambda p: [int(n) if n.isdigit() else 0 for n in p.split("/")[4].split(".")])
+    if not candidates:
+        message = "PostgreSQL is not installed (apt-get install postgresql)"
+        if IN_CI:
+            pytest.fail(f"{message}: CI must have it", pytrace=False)
+        pytest.skip(message)
+    return candidates[-1]
+
+
+def _unprivileged_user() -> str:
+    """A system user to run postgres as when we are root (created once if missing)."""
+    import pwd
+
+    try:
+        pwd.getpwnam(_PG_USER)
+        return _PG_USER
+    except KeyError:
+        pass
+    created = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", _PG_USER],
+                             capture_output=True)
+    return _PG_USER if created.returncode == 0 else "nobody"
+
+
+@dataclass
+class PostgresServer:
+    """A throwaway PostgreSQL cluster: superuser ``postgres`` with :data:`PG_PASSWORD` over TCP."""
+
+    port: int
+    workdir: str
+    pg_ctl: str
+    prefix: list[str]
+
+    @property
+    def datadir(self) -> str:
+        return os.path.join(self.workdir, "data")
+
+    def url(self, database: str = "postgres", password: str = PG_PASSWORD, scheme: str = "postgresql") -> str:
+        return f"{scheme}://postgres:{password}@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        subprocess.run([*self.prefix, self.pg_ctl, "-D", self.datadir, "-m", "immediate", "-w", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_postgres() -> PostgresServer:
+    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
+    workdir = tempfile.mkdtemp(prefix="sesstool-pg-")
+    os.chmod(workdir, 0o755)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        user = _unprivileged_user()
+        shutil.chown(workdir, user)
+        prefix = ["runuser", "-u", user, "--"]
+    pwfile = os.path.join(workdir, "pw")
+    with open(pwfile, "w") as handle:
+        handle.write(PG_PASSWORD + "\n")
+    if prefix:
+        shutil.chown(pwfile, prefix[2])
+    datadir = os.path.join(workdir, "data")
+    subprocess.run([*prefix, initdb, "-D", datadir, "-U", "postgres", "-E", "UTF8", "--no-locale",
+                    "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "--no-sync"],
+                   check=True, capture_output=True, timeout=120)
+    port = free_port()
+    options = f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+    started = subprocess.run([*prefix, pg_ctl, "-D", datadir, "-o", options, "-l", os.path.join(workdir, "log"),
+                              "-w", "-t", "60", "start"], capture_output=True, timeout=90)
+    if started.returncode != 0:
+        with open(os.path.join(workdir, "log"), errors="replace") as log:
+            raise RuntimeError(f"postgres did not start: {started.stderr!r} {log.read()[-2000:]}")
+    return PostgresServer(port=port, workdir=workdir, pg_ctl=pg_ctl, prefix=prefix)

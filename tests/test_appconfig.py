@@ -73,6 +73,8 @@ def test_redis_app_settings(apps) -> None:
         "lifetime",
         "client",
         "app",
+        "table",
+        "schema",
     }
 
 
@@ -187,7 +189,8 @@ def test_unsupported_session_type(cli, apps) -> None:
     result = cli("probe", "--app", "mongo:app")
     assert result.exit_code == 2
     assert result.stderr == (
-        "error: unsupported SESSION_TYPE 'mongodb': sesstool supports redis, memcached, filesystem, cachelib\n"
+        "error: unsupported SESSION_TYPE 'mongodb': sesstool supports redis, memcached, sqlalchemy, filesystem "
+        "and cachelib\n"
     )
     # replay runs the app's own interface, whatever its backend
     assert load_app_settings("mongo:app", require_store=False).session_type == "mongodb"

@@ -2,7 +2,8 @@
 
 One suite, parametrised by ``store``: Redis standalone (TCP, Unix socket, TLS),
 behind Sentinel, Cluster (three primaries); memcached on one and on three
-servers; a Redis snapshot file (read-only: it is filled through a live server
+servers; Flask-Session's SQLAlchemy table in SQLite and PostgreSQL; a cachelib
+directory; a Redis snapshot file (read-only: it is filled through a live server
 that then SAVEs, see :func:`seed`); and two in-test stores that implement only the primitives over a real
 server, so that every default of :class:`~sesstool.stores.base.Store` (batch
 operations, idle selection) runs too, and every capability a store does not
@@ -29,6 +30,9 @@ from sesstool.errors import InvalidInput, Unsupported
 from sesstool.stores import open_store, registry
 from sesstool.stores.base import MISSING, Capability, Entry, ExpiredPurge, Store, StoredItem
 from tests.servers import ServerProcess, snapshot
+from tests.sqlstores import postgres_sessions_url, sqlite_url
+
+__all__ = ["postgres_sessions_url", "sqlite_url"]  # fixtures
 
 # -- stores built on the primitives only ------------------------------------------------
 
@@ -106,7 +110,8 @@ class ConditionalStore(PrimitivesStore):
 # -- the stores ---------------------------------------------------------------------------
 
 STORES = ["redis", "redis-unix", "redis-tls", "redis-sentinel", "redis-cluster", "memcached", "memcached-3",
-          "memcached-classic", "base-conditional", "base-primitives", "files", "rdb"]  # fmt: skip
+          "memcached-classic", "base-conditional", "base-primitives", "sqlite", "postgresql", "files",
+          "rdb"]  # fmt: skip
 
 
 def _sentinel_store(url: str) -> Store:
@@ -151,6 +156,10 @@ def store(request: pytest.FixtureRequest, redis_server: ServerProcess, memcached
         from sesstool.stores.memcached import MemcachedStore
 
         built = MemcachedStore([("127.0.0.1", memcached_server.port)], meta=False)
+    elif kind == "sqlite":
+        built = open_store(fixture("sqlite_url"))
+    elif kind == "postgresql":
+        built = open_store(fixture("postgres_sessions_url"))
     elif kind == "files":  # a cachelib FileSystemCache directory, with its item count
         from cachelib.file import FileSystemCache
 

@@ -9,8 +9,10 @@ here, when an app is asked for, so commands without ``--app`` start fast.
 
 From ``app.config`` come ``SESSION_TYPE``, ``SESSION_REDIS`` (the client object
 itself, so host, port, db, password, TLS, Sentinel and Cluster need no retyping),
-``SESSION_MEMCACHED``, the directory of a filesystem / cachelib ``FileSystemCache``
-(``SESSION_FILE_DIR``, ``SESSION_CACHELIB``), ``SESSION_KEY_PREFIX``, ``SESSION_SERIALIZATION_FORMAT``,
+``SESSION_MEMCACHED``, ``SESSION_SQLALCHEMY`` (its engine) with
+``SESSION_SQLALCHEMY_TABLE``/``_SCHEMA``/``_BIND_KEY``, the directory of a filesystem /
+cachelib ``FileSystemCache`` (``SESSION_FILE_DIR``, ``SESSION_CACHELIB``),
+``SESSION_KEY_PREFIX``, ``SESSION_SERIALIZATION_FORMAT``,
 ``SESSION_USE_SIGNER``, ``SECRET_KEY``/``SECRET_KEY_FALLBACKS``,
 ``SESSION_COOKIE_NAME`` and ``PERMANENT_SESSION_LIFETIME``.
 """
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 
 from sesstool.errors import InvalidInput
 
-SUPPORTED_TYPES = ("redis", "memcached", "filesystem", "cachelib")
+SUPPORTED_TYPES = ("redis", "memcached", "sqlalchemy", "filesystem", "cachelib")
 # Flask-Session's own fallbacks when SESSION_REDIS / SESSION_MEMCACHED is unset.
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_MEMCACHED_URL = "memcached://127.0.0.1:11211"
@@ -66,6 +68,8 @@ class AppSettings:
     use_signer: bool | None = None
     cookie_salt: str | None = None
     cookie_digest: str | None = None
+    table: str | None = None
+    schema: str | None = None
 
     def as_dict(self) -> dict[str, t.Any]:
         """The fields that :class:`sesstool.cli.options.Settings` also has."""
@@ -78,6 +82,8 @@ class AppSettings:
             "lifetime": self.lifetime,
             "client": self.client,
             "app": self.app,
+            "table": self.table,
+            "schema": self.schema,
         }
 
 
@@ -184,6 +190,8 @@ def settings_from_app(app: t.Any, *, require_store: bool = True) -> AppSettings:
         # The client itself, not just its servers: open_memcached reads from it how
         # the app spreads keys (rendezvous, python-memcached's crc32, pylibmc's modula).
         settings.client = client
+    elif session_type == "sqlalchemy":
+        _read_sqlalchemy(app, settings)
     elif session_type in ("filesystem", "cachelib"):
         settings.store_url = file_cache_url(interface, config, session_type)
         if settings.store_url is None and require_store:
@@ -191,7 +199,8 @@ def settings_from_app(app: t.Any, *, require_store: bool = True) -> AppSettings:
                                "sesstool reads only its directories (file://)")
     elif require_store:
         raise InvalidInput(
-            f"unsupported SESSION_TYPE {session_type!r}: sesstool supports {', '.join(SUPPORTED_TYPES)}"
+            f"unsupported SESSION_TYPE {session_type!r}: sesstool supports "
+            f"{', '.join(SUPPORTED_TYPES[:-1])} and {SUPPORTED_TYPES[-1]}"
         )
     return settings
 
@@ -212,6 +221,24 @@ def file_cache_url(interface: t.Any, config: t.Any, session_type: str) -> str | 
         method = getattr(getattr(cache, "_default_hash_method", None), "__name__", "")
     query = "?hash=md5" if "md5" in method else ""
     return "file://" + os.path.abspath(path) + query
+
+
+def _read_sqlalchemy(app: t.Any, settings: AppSettings) -> None:
+    """The engine, table and schema of Flask-Session's SQLAlchemy store."""
+    config = app.config
+    settings.table = config.get("SESSION_SQLALCHEMY_TABLE") or "sessions"
+    settings.schema = config.get("SESSION_SQLALCHEMY_SCHEMA") or None
+    db = config.get("SESSION_SQLALCHEMY")
+    if db is None:
+        db = getattr(app.session_interface, "client", None)  # the instance Flask-Session made
+    bind_key = config.get("SESSION_SQLALCHEMY_BIND_KEY")
+    try:
+        with app.app_context():  # Flask-SQLAlchemy hands out engines inside one
+            engine = db.engines[bind_key] if bind_key else db.engine
+    except Exception as e:  # the app's own setup failed; say how, in one line
+        raise InvalidInput(f"cannot read the app's SESSION_SQLALCHEMY engine: {_one_line(e)}") from e
+    settings.client = engine
+    settings.store_url = engine.url.render_as_string(hide_password=True)
 
 
 def _read_cookie_signing(interface: t.Any, settings: AppSettings) -> None:

@@ -29,7 +29,7 @@ if t.TYPE_CHECKING:
 @click.option("--expired", is_flag=True,
               help="Sessions past their lifetime: on Redis, keys without a TTL idle longer than --lifetime; "
                    "on memcached, items past their expiry that the servers still hold (freed by the LRU crawler); "
-                   "on SQL and file stores, sessions whose expiry has passed.")
+                   "on SQL and file stores, sessions whose expiry has passed (as flask session_cleanup does for SQL).")
 @click.option("--lifetime", metavar="DURATION", default=None,
               help="Session lifetime for --expired. [default: the app's PERMANENT_SESSION_LIFETIME, else 31d]")
 @click.option("--empty", is_flag=True, help="Sessions holding nothing but Flask's bookkeeping ({} or _permanent).")

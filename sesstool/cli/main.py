@@ -98,18 +98,20 @@ class LazyGroup(click.Group):
 def cli(ctx: click.Context) -> None:
     """Inspect and administer Flask sessions.
 
-    Server-side sessions as Flask-Session writes them (Redis, memcached), and
-    Flask's own signed cookie sessions.
+    Server-side sessions as Flask-Session writes them (Redis, memcached, SQL
+    through SQLAlchemy), and Flask's own signed cookie sessions.
 
     \b
     Examples:
       sesstool list --store redis://localhost:6379/0 --where user_id=42
       sesstool show 3q2-7wEj... --format json
       sesstool purge --empty --dry-run
+      sesstool list --store sqlite:///instance/app.db --table sessions
+      sesstool purge --expired --yes --store postgresql://app@db/app
       sesstool decode 'eyJ1c2VyX2lkIjo0Mn0.Z0...' --secret-key "$KEY"
 
-    Store, prefix, serializer and app also come from SESSTOOL_STORE,
-    SESSTOOL_PREFIX, SESSTOOL_SERIALIZER and SESSTOOL_APP.
+    Store, prefix, serializer, SQL table and app also come from SESSTOOL_STORE,
+    SESSTOOL_PREFIX, SESSTOOL_SERIALIZER, SESSTOOL_TABLE and SESSTOOL_APP.
     """
     if not isinstance(ctx.obj, Environment):
         ctx.obj = Environment()

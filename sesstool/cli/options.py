@@ -105,10 +105,19 @@ def app_option(fn: F) -> F:
 
 
 def store_options(fn: F) -> F:
-    """``--store``, ``--prefix``, ``--serializer``, ``--app``, ``--timeout`` and the secret-key options."""
+    """``--store``, ``--prefix``, ``--serializer``, ``--table``, ``--app``, ``--timeout`` and the
+    secret-key options."""
     fn = timeout_option(fn)
     fn = secret_key_options(fn)
     fn = app_option(fn)
+    fn = click.option(
+        "--table",
+        envvar="SESSTOOL_TABLE",
+        default=None,
+        metavar="NAME",
+        help="SQL stores: the session table, NAME or SCHEMA.NAME (SESSION_SQLALCHEMY_TABLE), e.g. "
+        "--table flask_sessions. [default: sessions] Env: SESSTOOL_TABLE.",
+    )(fn)
     fn = click.option(
         "--serializer",
         type=click.Choice(SERIALIZER_CHOICES),
@@ -128,8 +137,9 @@ def store_options(fn: F) -> F:
         envvar="SESSTOOL_STORE",
         default=None,
         metavar="URL",
-        help=f"redis://, rediss://, unix://, redis+sentinel://, redis+cluster:// or "
-        f"memcached:// URL. [default: {DEFAULT_STORE}] Env: SESSTOOL_STORE.",
+        help=f"redis://, rediss://, unix://, redis+sentinel://, redis+cluster://, memcached://, "
+        f"sqlite:///path.db or postgresql:// (any SQLAlchemy) URL. [default: {DEFAULT_STORE}] "
+        f"Env: SESSTOOL_STORE.",
     )(fn)
     return fn
 
@@ -154,6 +164,9 @@ class Settings:
     # Where the store reports what it skipped (the command's stderr, as warning: lines).
     warn: t.Callable[[str], None] | None = None
     timeout: float = DEFAULT_TIMEOUT
+    # SQL stores: the session table (--table, SESSION_SQLALCHEMY_TABLE) and its schema.
+    table: str | None = None
+    schema: str | None = None
 
     def open_store(self, *, writes: str | None = None) -> Store:
         """The store, every call on it bounded by :attr:`timeout` (exit 3 past it).
@@ -167,7 +180,8 @@ class Settings:
         from sesstool.stores.capabilities import Capability
 
         with deadline(self.timeout, redact_url(self.store_url)):
-            store = open_store(self.store_url, client=self.client, warn=self.warn)
+            store = open_store(self.store_url, client=self.client, warn=self.warn, table=self.table,
+                               schema=self.schema, timeout=self.timeout)
         if writes is not None and not store.supports(Capability.WRITE):
             store.close()
             raise store.unsupported(Capability.WRITE, writes)
@@ -204,8 +218,9 @@ def resolve_settings(ctx: click.Context, *, require_store: bool = True) -> Setti
         store_given = params.get("store_url") is not None and given(ctx, "store_url")
         if require_store and app_settings.store_url is None and app_settings.client is None and not store_given:
             raise InvalidInput(
-                f"the app {app_import!r} names no session store (SESSION_TYPE is not redis or "
-                "memcached): give --store, or use `sesstool decode` for Flask's cookie sessions"
+                f"the app {app_import!r} names no session store (SESSION_TYPE is not redis, memcached, "
+                "sqlalchemy, filesystem or cachelib): give --store, or use `sesstool decode` for Flask's "
+                "cookie sessions"
             )
     if params.get("store_url") is not None and given(ctx, "store_url"):
         settings.store_url = params["store_url"]
@@ -214,6 +229,9 @@ def resolve_settings(ctx: click.Context, *, require_store: bool = True) -> Setti
         settings.prefix = params["prefix"]
     if params.get("serializer") is not None and given(ctx, "serializer"):
         settings.serializer = params["serializer"]
+    if params.get("table") is not None and given(ctx, "table"):
+        # A table named here is the whole name: the app's schema belongs to the app's table.
+        settings.table, settings.schema = params["table"], None
     keys = list(params.get("secret_keys") or ())
     key_file = params.get("secret_key_file")
     if key_file:

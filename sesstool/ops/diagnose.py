@@ -53,7 +53,7 @@ def diagnose(subject: Subject) -> checks.Report:
                        "check (`sesstool decode COOKIE` reads one)")
         else:
             report.add("store.kind", checks.WARN, f"SESSION_TYPE {session_type!r} is not a store sesstool "
-                       "reads (redis, memcached): its sessions were not checked")
+                       "reads (redis, memcached, sqlalchemy): its sessions were not checked")
         if subject.cookie is not None:
             report.add("cookie.trace", checks.WARN, "no store to trace the cookie in: `sesstool decode COOKIE "
                        "--app ...` verifies a cookie session; give --store for a server-side one")

@@ -125,6 +125,10 @@ class Store(abc.ABC):
     #: (Flask-Session's filesystem and cachelib backends pickle the session dict,
     #: whatever SESSION_SERIALIZATION_FORMAT says); ``None`` where the app's setting decides
     value_serializer: t.ClassVar[str | None] = None
+    #: keyword options :meth:`open` takes beyond ``client`` and ``warn`` (SQL's
+    #: ``table``); :func:`~sesstool.stores.registry.open_store` passes a store only
+    #: the ones it names, so a global option such as ``--table`` never troubles another
+    open_options: t.ClassVar[frozenset[str]] = frozenset()
 
     # -- the operations every store has ------------------------------------------------
 

@@ -22,6 +22,8 @@ from sesstool.redact import redact_url, remember_url, url_userinfo
 if t.TYPE_CHECKING:
     from sesstool.stores.base import Store
 
+_SQL = ("sesstool.stores.sql", "SqlStore")
+
 #: URL scheme -> (module, class), in the order errors list them
 SCHEMES: dict[str, tuple[str, str]] = {
     "redis": ("sesstool.stores.redis", "RedisStore"),
@@ -32,7 +34,13 @@ SCHEMES: dict[str, tuple[str, str]] = {
     "memcached": ("sesstool.stores.memcached", "MemcachedStore"),
     "file": ("sesstool.stores.files", "FileStore"),
     "rdb": ("sesstool.stores.rdb", "RdbStore"),
+    **dict.fromkeys(("sqlite", "postgresql", "postgresql+psycopg", "mysql", "mysql+pymysql", "mariadb"), _SQL),
 }
+
+#: SQLAlchemy dialects: ``DIALECT+DRIVER://`` names the SQL store for any driver
+#: (``sqlite+pysqlite``, ``postgresql+pg8000``, ``mssql+pyodbc``...), as the
+#: contract promises any SQLAlchemy URL the user has a driver for
+SQL_DIALECTS = ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql")
 
 
 def store_class(scheme: str) -> type[Store]:
@@ -40,16 +48,27 @@ def store_class(scheme: str) -> type[Store]:
 
     :raises KeyError: for a scheme no store registered.
     """
-    module, name = SCHEMES[scheme]
+    module, name = _entry(scheme)
     cls: type[Store] = getattr(importlib.import_module(module), name)
     return cls
 
 
-def open_store(url: str, *, client: t.Any = None, warn: t.Callable[[str], None] | None = None) -> Store:
+def _entry(scheme: str) -> tuple[str, str]:
+    if scheme not in SCHEMES and "+" in scheme and scheme.partition("+")[0] in SQL_DIALECTS:
+        return _SQL
+    return SCHEMES[scheme]
+
+
+def open_store(
+    url: str, *, client: t.Any = None, warn: t.Callable[[str], None] | None = None, **options: t.Any
+) -> Store:
     """Open the store a URL names (or wrap a ready ``client`` of the app's).
 
     :param warn: told, in one line each, about stored keys a listing skips (memcached
         keys its protocol cannot carry); Python's :func:`warnings.warn` by default.
+    :param options: settings only some stores take (``table``, ``schema``,
+        ``timeout``); each store gets those of its
+        :attr:`~sesstool.stores.base.Store.open_options` that are not ``None``.
 
     :raises InvalidInput: for an unknown scheme or a malformed URL.
     """
@@ -68,7 +87,12 @@ def open_store(url: str, *, client: t.Any = None, warn: t.Callable[[str], None] 
             f"invalid store URL {redact_url(url)!r}: the user or password holds an unescaped "
             "/ ? # [ ] or @; percent-encode them (%2F %3F %23 %5B %5D %40)"
         )
-    if scheme not in SCHEMES:
+    try:
+        _entry(scheme)
+    except KeyError:
         known = ", ".join(f"{s}://" for s in SCHEMES)
-        raise InvalidInput(f"unsupported store URL {redact_url(url)!r}: use one of {known}")
-    return store_class(scheme).open(url, client=client, warn=warn)
+        raise InvalidInput(f"unsupported store URL {redact_url(url)!r}: use one of {known} "
+                           "(or any SQLAlchemy DIALECT+DRIVER://)") from None
+    cls = store_class(scheme)
+    given = {name: value for name, value in options.items() if value is not None and name in cls.open_options}
+    return cls.open(url, client=client, warn=warn, **given)

@@ -53,6 +53,7 @@ def app_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> t.Iterator[AppDi
         "SESSTOOL_PREFIX",
         "SESSTOOL_SERIALIZER",
         "SESSTOOL_SECRET_KEY",
+        "SESSTOOL_TABLE",
     ):
         monkeypatch.delenv(name, raising=False)
     before = set(sys.modules)
@@ -169,4 +170,24 @@ class DictSessionInterface(SessionInterface):
 app = Flask(__name__)
 app.secret_key = {SECRET!r}
 app.session_interface = DictSessionInterface()
+"""
+
+
+def sqlalchemy_app(url: str, *, table: str = "sessions", prefix: str = "session:") -> str:
+    """A Flask-Session 0.8 app on Flask-SQLAlchemy (``SESSION_TYPE="sqlalchemy"``)."""
+    return f"""
+from flask import Flask
+from flask_session import Session
+from flask_sqlalchemy import SQLAlchemy
+
+app = Flask(__name__)
+app.config.update(SECRET_KEY={SECRET!r}, SQLALCHEMY_DATABASE_URI={url!r})
+db = SQLAlchemy(app)
+app.config.update(
+    SESSION_TYPE="sqlalchemy",
+    SESSION_SQLALCHEMY=db,
+    SESSION_SQLALCHEMY_TABLE={table!r},
+    SESSION_KEY_PREFIX={prefix!r},
+)
+Session(app)
 """
