@@ -51,7 +51,7 @@ def make_app(
             app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=FileSystemCache(file_dir, threshold=500))
         else:
             app.config.update(SESSION_TYPE="filesystem", SESSION_FILE_DIR=file_dir)
-    if sql_url is not None:
+    elif sql_url is not None:
         from flask_sqlalchemy import SQLAlchemy
 
         # SQLAlchemy's own pool would keep SQLite files and server connections open
