@@ -204,9 +204,11 @@ def test_a_store_without_a_change_feed_exits_2(cli: t.Any, minimal_url: str) -> 
 def test_ctrl_c_ends_cleanly(notifications_off: t.Any, redis_url: str) -> None:
     import signal
 
-    watcher = Watcher("--store", redis_url, "--enable", "--format", "ndjson")
+    # A prefix of its own: keys other tests left on the shared server never feed it.
+    prefix = f"ctrl-c-{uuid.uuid4().hex[:8]}:"
+    watcher = Watcher("--store", redis_url, "--prefix", prefix, "--enable", "--format", "ndjson")
     assert watcher.ready, watcher.finish()
-    notifications_off.set("session:one", b"x")
+    notifications_off.set(prefix + "one", b"x")
     assert watcher.proc.stdout is not None
     assert json.loads(watcher.proc.stdout.readline())["event"] == "created"
     watcher.proc.send_signal(signal.SIGINT)
