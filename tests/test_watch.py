@@ -37,6 +37,12 @@ def notifications_off(redis_server: ServerProcess, redis_url: str) -> t.Iterator
     client.close()
 
 
+def _sigint_default() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Watcher:
     """``sesstool watch`` in its own process, returned once it is subscribed."""
 
@@ -45,6 +51,9 @@ class Watcher:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sesstool", "watch", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            # As from a terminal: Ctrl-C on. A child inherits an ignored SIGINT (and
+            # Python then keeps ignoring it), so the test must not depend on the runner's.
+            preexec_fn=_sigint_default,
         )  # fmt: skip
         assert self.proc.stderr is not None
         self.stderr: list[str] = []

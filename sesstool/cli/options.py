@@ -138,7 +138,8 @@ def store_options(fn: F) -> F:
         default=None,
         metavar="URL",
         help=f"redis://, rediss://, unix://, redis+sentinel://, redis+cluster://, memcached://, "
-        f"sqlite:///path.db or postgresql:// (any SQLAlchemy) URL. [default: {DEFAULT_STORE}] "
+        f"sqlite:///path.db, postgresql:// (any SQLAlchemy URL), file:///dir (filesystem/cachelib) or "
+        f"rdb:///dump.rdb (a snapshot, read-only) URL. [default: {DEFAULT_STORE}] "
         f"Env: SESSTOOL_STORE.",
     )(fn)
     return fn
