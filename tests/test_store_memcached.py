@@ -28,7 +28,7 @@ from sesstool.stores.memcached import (
     parse_url,
 )
 from tests.flaskapps import make_app, read_session, write_session
-from tests.servers import ServerProcess, free_port, start_memcached, wait_for_memcached_clock
+from tests.servers import ServerProcess, free_port, memcached_clock, start_memcached, wait_for_memcached_clock
 
 pytestmark = pytest.mark.network
 
@@ -427,7 +427,10 @@ def test_batch_writes_pipeline_per_server(pair: tuple[ServerProcess, ServerProce
     store.set_many([(b"session:%d" % i, b"v%d" % i, None if i % 2 else 31 * DAY) for i in range(600)])
     items = everything(store)
     assert len(items) == 600 and items[b"session:3"].ttl is None
-    assert 31 * DAY - 5 <= t.cast(int, items[b"session:4"].ttl) <= 31 * DAY + 3
+    # Past 30 days memcached keeps an absolute expiry and counts what is left on its own
+    # clock, which falls behind the wall clock on a loaded machine: allow its lag.
+    lag = max(0, max(int(time.time()) - memcached_clock(p.port) for p in pair))
+    assert 31 * DAY - 5 <= t.cast(int, items[b"session:4"].ttl) <= 31 * DAY + 3 + lag
     assert store.add_many([(b"session:1", b"x", 10), (b"session:new", b"n", 10)]) == [False, True]
     pairs = [(items[b"session:%d" % i], b"w%d" % i) for i in range(600)]
     home = pair[0] if store.server_for(b"session:0").port == pair[0].port else pair[1]
@@ -436,7 +439,7 @@ def test_batch_writes_pipeline_per_server(pair: tuple[ServerProcess, ServerProce
     assert results[0] is False and all(results[1:])
     after = everything(store)
     assert after[b"session:0"].value == b"app" and after[b"session:599"].value == b"w599"
-    assert 31 * DAY - 5 <= t.cast(int, after[b"session:4"].ttl) <= 31 * DAY + 3
+    assert 31 * DAY - 5 <= t.cast(int, after[b"session:4"].ttl) <= 31 * DAY + 3 + lag
     assert store.delete_each([b"session:1", b"session:gone", b"session:2"]) == [True, False, True]
 
 
@@ -612,7 +615,9 @@ def test_pylibmc_on_two_servers_routes_like_libmemcached(
 def test_servers_are_read_at_once_and_one_that_dies_mid_scan_stops_it_with_a_store_error() -> None:
     import threading
 
-    servers = [start_memcached() for _ in range(3)]
+    # No LRU maintainer: it moves fresh items between LRUs while the dump walks them,
+    # and the dump skips an item it finds in motion (memcached's limit, not the subject here).
+    servers = [start_memcached(["-o", "no_lru_maintainer"]) for _ in range(3)]
     try:
         store = open_memcached(url_of(*servers))
         keys = [b"session:k%05d" % i for i in range(6000)]
