@@ -64,9 +64,9 @@ def test_parse_never_fails_but_with_bad_file(content: bytes) -> None:
 @given(files=st.lists(st.tuples(st.sampled_from(["sha256", "md5", "odd"]), st.binary(max_size=40)), max_size=8))
 def test_a_scan_of_any_directory_yields_or_skips_every_file(files: list[tuple[str, bytes]]) -> None:
     import tempfile
-    from unittest import mock
 
-    with tempfile.TemporaryDirectory() as directory, mock.patch.object(files_dir, "NAMED_SKIPS", 100):
+    assert len(files) <= files_dir.NAMED_SKIPS  # so every skipped file is named, one warning each
+    with tempfile.TemporaryDirectory() as directory:
         for index, (kind, content) in enumerate(files):
             name = f"odd{index}" if kind == "odd" else digest(kind, b"%d" % index)
             Path(directory, name).write_bytes(content)
@@ -261,9 +261,7 @@ def _plant(directory: Path) -> dict[str, str]:
     return names
 
 
-def test_hostile_files_are_reported_skipped_and_the_rest_goes_on(cli: t.Any, tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(files_dir, "NAMED_SKIPS", 100)  # name every one (5 by default, then counted)
+def test_hostile_files_are_reported_skipped_and_the_rest_goes_on(cli: t.Any, tmp_path: Path) -> None:
     app = make_app(file_dir=str(tmp_path))
     good = write_session(app, {"ok": True})
     names = _plant(tmp_path)
@@ -288,6 +286,16 @@ def test_hostile_files_are_reported_skipped_and_the_rest_goes_on(cli: t.Any, tmp
     assert purged.exit_code == 0 and purged.json()["deleted"] == 3, purged.stderr
     assert (tmp_path / names["symlink"]).is_symlink() and Path("/etc/passwd").exists()
     assert stat.S_ISFIFO((tmp_path / names["fifo"]).stat().st_mode) and _count(tmp_path) == 0
+
+
+def test_past_ten_skipped_files_are_counted_not_named(cli: t.Any, tmp_path: Path) -> None:
+    for i in range(13):
+        (tmp_path / f"stray-{i:02d}").write_bytes(b"x")
+    listed = cli("list", "--store", f"file://{tmp_path}", "--format", "json")
+    assert listed.exit_code == 0 and listed.json() == []
+    warnings = listed.stderr.splitlines()
+    assert sum("not a cachelib file name" in line for line in warnings) == 10
+    assert any("skipped 3 more files" in line for line in warnings), listed.stderr
 
 
 def _good_names(directory: Path, planted: dict[str, str]) -> set[str]:

@@ -23,7 +23,7 @@ from sesstool.stores.files_format import COUNT_FILES, HEADER, MAX_FILE, PROTOCOL
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 #: skipped files named one by one in warnings; past that only counted
-NAMED_SKIPS = 5
+NAMED_SKIPS = 10
 
 
 class FileVersion(t.NamedTuple):
