@@ -26,8 +26,8 @@ from sesstool.cookies.format import decode_cookie, extract_cookie, sign_cookie, 
 from sesstool.cookies.sids import resolve_sid
 from sesstool.durations import MAX_DURATION, MAX_TIME, parse_duration, parse_time
 from sesstool.errors import InvalidInput, SesstoolError, UndecodableValue
+from sesstool.ops.importing import check_records, parse_record
 from sesstool.ops.selectors import parse_all
-from sesstool.ops.transfer import check_records, parse_record
 from sesstool.render.terminal import printable
 from tests.properties import examples
 

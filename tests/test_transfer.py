@@ -232,9 +232,9 @@ def test_the_error_counts_every_invalid_line(cli, redis_url, redis_client) -> No
 
 def test_a_file_larger_than_what_is_kept_in_memory_is_read_twice(cli, redis_url, redis_client, monkeypatch,
                                                                  tmp_path) -> None:
-    from sesstool.ops import transfer
+    from sesstool.ops import importing
 
-    monkeypatch.setattr(transfer, "KEEP_PARSED_BYTES", 100)
+    monkeypatch.setattr(importing, "KEEP_PARSED_BYTES", 100)
     dump = tmp_path / "big.ndjson"
     dump.write_text("".join(json.dumps({"sid": f"s{i}", "data": {"n": i}}) + "\n" for i in range(50)) + "bad\n")
     assert cli("import", str(dump), "--store", redis_url).exit_code == 2

@@ -257,7 +257,7 @@ def import_(ctx: click.Context, /, source: str, skip_existing: bool, skip_invali
       sesstool import sessions.ndjson
       gunzip -c user42.ndjson.gz | sesstool import - --skip-existing
     """
-    from sesstool.ops.transfer import import_records
+    from sesstool.ops.importing import import_records
 
     env: Environment = ctx.obj
     settings = resolve_settings(ctx)
