@@ -304,12 +304,7 @@ class Store(abc.ABC):
         """
         idles = self.idle_seconds(keys)
         chosen = [(key, idle) for key, idle in zip(keys, idles, strict=True) if idle is not None and idle > min_idle]
-        items = self.fetch([key for key, _ in chosen])
-        return [
-            (item, idle)
-            for item, (_, idle) in zip(items, chosen, strict=True)
-            if item.kind != MISSING and (not no_expiry_only or item.ttl is None)
-        ]
+        return idle_pairs(self.fetch([key for key, _ in chosen]), chosen, no_expiry_only=no_expiry_only)
 
     def delete_idle(
         self, keys: t.Sequence[bytes], *, min_idle: int, no_expiry_only: bool = False
@@ -328,3 +323,16 @@ class Store(abc.ABC):
                 others[item.kind] = others.get(item.kind, 0) + 1
         strings = [item for item in items if item.kind == STRING]
         return (self.delete_if_unchanged(strings) if strings else 0), others
+
+
+def idle_pairs(
+    items: t.Sequence[StoredItem], chosen: t.Sequence[tuple[bytes, int]], *, no_expiry_only: bool
+) -> list[tuple[StoredItem, int]]:
+    """What :meth:`Store.fetch_idle` returns: each fetched item of the ``chosen``
+    ``(key, idle seconds)`` with its idle time, leaving out keys gone meanwhile and,
+    with ``no_expiry_only``, keys that expire."""
+    return [
+        (item, idle)
+        for item, (_, idle) in zip(items, chosen, strict=True)
+        if item.kind != MISSING and (not no_expiry_only or item.ttl is None)
+    ]

@@ -29,22 +29,8 @@ command before it is sent; a store opened with ``read_only=True`` has no other.
   (python-memcached) or ``modula`` (pylibmc's default). An item read by a scan
   goes back to the server it was read from (its :class:`CasToken` remembers).
 
-Expiry follows memcached's 30-day rule: an exptime over 30 days is an absolute
-Unix time (Flask-Session writes a 31-day lifetime so); a relative 31 days would
-expire at once. memcached holds exptime as a signed 32-bit number, so an expiry
-after January 2038 is refused (exit 2) rather than sent, where it would wrap.
-
-Client flags, as python-memcached, pylibmc and pymemcache's serdes set them:
-
-- ``0``: raw bytes (Flask-Session 0.7+ with any client; 0.5 and older store
-  ``pickle.dumps(dict(session), 0)`` as bytes, also flags 0).
-- ``1``: pickled by the client (a dict handed to ``set``); the value is pickle bytes,
-  read by sesstool's safe unpickler. Writes keep the flag and must stay pickle.
-- ``8``: zlib-compressed by the client (python-memcached and pylibmc
-  ``min_compress_len``, pymemcache ``CompressedSerde``); decompressed with a size
-  bound, and written back uncompressed (every client reads that). A value that does
-  not decompress within the bound is left as stored (and so decodes as ``unknown``).
-- ``16`` (text), ``2``/``4`` (int/long): not sessions; the bytes are shown as stored.
+Expiry follows memcached's 30-day rule (:mod:`~.memcached_commands`); what client
+flags mean, and how each is read and written: :mod:`~.memcached_wire`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ Each builder also says whether its command writes: a connection opened read-only
 (every connection a listing uses, and every connection of a store opened
 read-only) refuses a writing request before a byte of it is sent, so a read
 cannot write whatever a caller does with it.
+
+Expiry follows memcached's 30-day rule: an exptime over 30 days is an absolute
+Unix time (Flask-Session writes a 31-day lifetime so); a relative 31 days would
+expire at once. memcached holds exptime as a signed 32-bit number, so an expiry
+after January 2038 is refused (exit 2) rather than sent, where it would wrap.
 """
 
 from __future__ import annotations

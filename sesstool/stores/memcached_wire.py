@@ -9,6 +9,18 @@ is sent is built in :mod:`~sesstool.stores.memcached_commands`; what replies mea
 is parsed in :mod:`~sesstool.stores.memcached_replies`.
 
 Every socket gets its timeouts here (:class:`Connection`), and only here.
+
+Client flags, as python-memcached, pylibmc and pymemcache's serdes set them:
+
+- ``0``: raw bytes (Flask-Session 0.7+ with any client; 0.5 and older store
+  ``pickle.dumps(dict(session), 0)`` as bytes, also flags 0).
+- ``1``: pickled by the client (a dict handed to ``set``); the value is pickle bytes,
+  read by sesstool's safe unpickler. Writes keep the flag and must stay pickle.
+- ``8``: zlib-compressed by the client (python-memcached and pylibmc
+  ``min_compress_len``, pymemcache ``CompressedSerde``); decompressed with a size
+  bound, and written back uncompressed (every client reads that). A value that does
+  not decompress within the bound is left as stored (and so decodes as ``unknown``).
+- ``16`` (text), ``2``/``4`` (int/long): not sessions; the bytes are shown as stored.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import typing as t
 
 from redis.exceptions import AskError, MovedError, ResponseError
 
-from sesstool.stores.base import MISSING, Columns, StoredItem
+from sesstool.stores.base import Columns, StoredItem, idle_pairs
 from sesstool.stores.parallel import merged
 from sesstool.stores.redis_base import RedisBase, _glob_escape, _seconds
 from sesstool.stores.redis_wire import pack_get_fetch, scan_overlapped
@@ -98,11 +98,7 @@ class RedisClusterStore(RedisBase):
                 StoredItem(key, None, _seconds(pttl), kind.decode() if isinstance(kind, bytes) else str(kind), pttl)
                 for (key, _), pttl, kind in zip(chosen, replies[0::2], replies[1::2], strict=True)
             ]
-        return [
-            (item, idle)
-            for item, (_, idle) in zip(items, chosen, strict=True)
-            if item.kind != MISSING and (not no_expiry_only or item.ttl is None)
-        ]
+        return idle_pairs(items, chosen, no_expiry_only=no_expiry_only)
 
     def delete_idle(
         self, keys: t.Sequence[bytes], *, min_idle: int, no_expiry_only: bool = False
