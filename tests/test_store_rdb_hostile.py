@@ -118,6 +118,18 @@ def test_keys_over_the_key_budget_are_skipped_with_a_warning(small_dump: bytes, 
     assert warned == [f"rdb://{store.path}: skipped 1 key longer than 9 bytes (no session key is that long)"]
 
 
+def test_plain_values_and_keys_keep_to_the_budget_too(small_dump: bytes, tmp_path: t.Any) -> None:
+    # Plain strings take the reader's fast path: it must apply the same budgets.
+    warned: list[str] = []
+    items = scan_all(RdbStore(write(tmp_path, small_dump), warn=warned.append, budget=Budget(value_limit=3)))
+    assert items[b"session:a"].value == b"" and "over the 3-byte budget" in warned[0]
+    assert items[b"session:n"].value == b"42"
+    warned.clear()
+    store = RdbStore(write(tmp_path, small_dump), warn=warned.append, budget=Budget(key_limit=8))
+    assert scan_all(store) == {}
+    assert warned == [f"rdb://{store.path}: skipped 5 keys longer than 8 bytes (no session key is that long)"]
+
+
 @examples(150)
 @given(
     changes=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=6),

@@ -143,6 +143,33 @@ def test_purge_keeps_a_row_changed_after_it_was_selected(db: Database) -> None:
     assert [row[0] for row in db.execute("SELECT session_id FROM TABLE")] == [changed]
 
 
+def test_purge_expired_alone_keeps_a_row_the_app_saved_after_it_was_selected(db: Database) -> None:
+    # purge --expired alone reads no data: a row goes only while its expiry is the
+    # passed one read. The other writer saves one session between the read and the
+    # delete (from inside the store's clock, which the selection calls).
+    stale = [write_session(db.app, {"user_id": n}) for n in (1, 2, 3)]
+    db.execute("UPDATE TABLE SET expiry = :when", when=_utc_naive(-timedelta(minutes=5)))
+    saved = stale[1]
+    store = open_store(db.url)
+    calls = []
+
+    def clock_with_a_writer() -> float:
+        if not calls:
+            db.execute("UPDATE TABLE SET expiry = :when WHERE session_id = :sid",
+                       when=_utc_naive(timedelta(days=31)), sid="session:" + saved.sid)
+        calls.append(1)
+        return datetime.now(timezone.utc).timestamp()
+
+    store.clock = clock_with_a_writer
+    try:
+        result = purge(store, "session:", Criteria(expired=True), batch=2)
+    finally:
+        store.close()
+    assert (result.matched, result.deleted, result.kept) == (3, 2, 1)
+    assert [row[0] for row in db.execute("SELECT session_id FROM TABLE")] == ["session:" + saved.sid]
+    assert read_session(db.app, saved.cookie) == {"_permanent": True, "user_id": 2}
+
+
 def test_persist_is_refused_with_the_reason(cli: t.Any, db: Database) -> None:
     written = write_session(db.app, {"user_id": 1})
     result = cli("persist", written.sid, "--store", db.url)

@@ -85,6 +85,12 @@ class Criteria:
         return self.empty or self.where is not None
 
     @property
+    def expired_alone(self) -> bool:
+        """``--expired`` on a store that keeps expired items, with no other selector:
+        the store selects and deletes them itself, reading no value."""
+        return self.expired and not self.expiry_by_idle and not (self.needs_data or self.idle is not None)
+
+    @property
     def fast_all(self) -> bool:
         return self.everything and not (self.expired or self.empty or self.idle is not None or self.where)
 
@@ -173,6 +179,8 @@ def purge(
         elif criteria.min_idle is not None:
             batches = _idle_batches(store, encoded_prefix, batch, criteria, serializer, result,
                                     decode_all=on_selected is not None)
+        elif criteria.expired_alone and on_selected is None:
+            batches = _delete_expired(store, encoded_prefix, batch, result)
         else:
             batches = _data_batches(store, encoded_prefix, batch, criteria, serializer, result,
                                     decode_all=on_selected is not None)
@@ -209,6 +217,15 @@ def _unlink_everything(
     for scanned, deleted in store.unlink_prefix(prefix, batch=batch):
         # SCAN may return a key twice: only keys that still existed count as matched.
         result.matched += deleted
+        result.deleted += deleted
+        yield scanned, []
+
+
+def _delete_expired(
+    store: Store, prefix: bytes, batch: int, result: PurgeResult
+) -> t.Iterator[tuple[int, list[Decoded]]]:
+    for scanned, expired, deleted in store.delete_expired(prefix, batch=batch, dry_run=result.dry_run):
+        result.matched += expired
         result.deleted += deleted
         yield scanned, []
 

@@ -291,6 +291,18 @@ class Store(abc.ABC):
         for keys in self.scan_keys(prefix, batch=batch):
             yield len(keys), self.delete(keys)
 
+    def delete_expired(
+        self, prefix: bytes, *, batch: int = 1000, dry_run: bool = False
+    ) -> t.Iterator[tuple[int, int, int]]:
+        """``purge --expired`` alone, on a store that keeps items past their expiry
+        (:attr:`ExpiredPurge.TTL_ZERO`): delete the sessions with ttl 0 that are still
+        as read; yield ``(sessions seen, expired, deleted)`` per batch. This default
+        reads values too (a backend that can select and delete by expiry overrides it).
+        """
+        for items in self.scan(prefix, batch=batch):
+            expired = [item for item in items if item.kind == STRING and item.value is not None and item.ttl == 0]
+            yield len(items), len(expired), self.delete_if_unchanged(expired) if expired and not dry_run else 0
+
     def fetch_idle(
         self, keys: t.Sequence[bytes], *, min_idle: int, no_expiry_only: bool = False, values: bool = True
     ) -> list[tuple[StoredItem, int]]:

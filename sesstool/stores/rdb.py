@@ -32,7 +32,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from sesstool.errors import InvalidInput, StoreError
 from sesstool.stores.base import MISSING, STRING, Capability, Store, StoredItem, python_warning, show_key
-from sesstool.stores.rdb_format import Budget, KeyRecord, RdbCorrupt, RdbReader
+from sesstool.stores.rdb_codec import RdbCorrupt
+from sesstool.stores.rdb_format import Budget, KeyRecord, RdbReader
 
 
 class RdbStore(Store):

@@ -139,7 +139,8 @@ class SqlStore(Store):
 
     def scan(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[list[StoredItem]]:
         for rows in self._pages(prefix, batch, with_data=True):
-            yield [self._item(row) for row in rows]
+            now = self._now()
+            yield [self._item(row, now) for row in rows]
 
     def scan_keys(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[list[bytes]]:
         for rows in self._pages(prefix, batch, with_data=False):
@@ -187,8 +188,9 @@ class SqlStore(Store):
             query = sa.select(*self._read, self._data).where(self._match(chunk)).order_by(self.table.c.id)
             with errors(self.describe()), self.engine.connect() as conn:
                 rows = conn.execute(query).all()
+            now = self._now()
             for row in rows:
-                item = self._item(row)
+                item = self._item(row, now)
                 found.setdefault(item.key, item)
         return [found.get(key) or StoredItem(key, None, None, kind=MISSING) for key in keys]
 
@@ -196,22 +198,25 @@ class SqlStore(Store):
         item = self.fetch([key])[0]
         return None if item.kind == MISSING else item
 
-    def _item(self, row: t.Any) -> StoredItem:
+    def _item(self, row: t.Any, now: datetime) -> StoredItem:
         expiry = row[2]
         data = row[3]
         value = b"" if data is None else raw_bytes(data)
         # The version: what a conditional write compares, as the row holds it.
-        stored_expiry = raw_bytes(expiry) if self._sqlite and expiry is not None else expiry
-        version = (row[0], stored_expiry, data is None)
-        return StoredItem(t.cast(bytes, row_key(row[1])), value, self._ttl(expiry), version=version)
+        version = (row[0], self._stored(expiry), data is None)
+        return StoredItem(t.cast(bytes, row_key(row[1])), value, self._ttl(expiry, now), version=version)
 
-    def _ttl(self, expiry: t.Any) -> int | None:
+    def _stored(self, expiry: t.Any) -> t.Any:
+        """``expiry`` as :attr:`_expiry_cmp` compares it."""
+        return raw_bytes(expiry) if self._sqlite and expiry is not None else expiry
+
+    def _ttl(self, expiry: t.Any, now: datetime) -> int | None:
         if expiry is None:
             return None
         when = as_datetime(expiry)
         if when is None:
             return 0  # not a date: Flask-Session cannot use the row either
-        seconds = (when - self._now()).total_seconds()
+        seconds = (when - now).total_seconds()
         return max(0, math.ceil(seconds))
 
     def _now(self) -> datetime:
@@ -345,6 +350,40 @@ class SqlStore(Store):
                     update = self.table.update().where(self._unchanged(item)).values(data=value)
                     done.append(bool(conn.execute(update).rowcount))
         return done
+
+    def delete_expired(
+        self, prefix: bytes, *, batch: int = 1000, dry_run: bool = False
+    ) -> t.Iterator[tuple[int, int, int]]:
+        # Rows are read without their data, and the expired ones deleted ``batch`` at a
+        # time, one transaction each (a commit is a disk sync: one a page would cost more
+        # than the deletes).
+        pending: list[t.Any] = []
+        for rows in self._pages(prefix, batch, with_data=False):
+            now = self._now()
+            expired = [row for row in rows if self._ttl(row[2], now) == 0]
+            deleted = 0
+            if not dry_run:
+                pending += expired
+                if len(pending) >= batch:
+                    deleted, pending = self._delete_passed(pending), []
+            yield len(rows), len(expired), deleted
+        if pending:
+            yield 0, 0, self._delete_passed(pending)
+
+    def _delete_passed(self, rows: list[t.Any]) -> int:
+        """Delete ``rows`` (id, session_id, expiry) still holding one of the passed
+        expiries read: a row the app saved since has a new expiry and stays. Which
+        passed expiry does not matter, so one IN list serves them all."""
+        c = self.table.c
+        step = _CHUNK // 2  # ids and expiries share a statement's parameters
+        deleted = 0
+        with errors(self.describe()), self.engine.begin() as conn:
+            for start in range(0, len(rows), step):
+                chunk = rows[start : start + step]
+                passed = {self._stored(row[2]) for row in chunk}
+                condition = c.id.in_([row[0] for row in chunk]) & self._expiry_cmp.in_(passed)
+                deleted += conn.execute(self.table.delete().where(condition)).rowcount
+        return deleted
 
     def delete_if_unchanged(self, items: t.Sequence[StoredItem]) -> int:
         deleted = 0
