@@ -9,7 +9,7 @@ In the same run, each timing repeated ``--runs`` times (min and median):
 
   - list: ``sesstool list --format ndjson`` against a plain SQLAlchemy loop (a
     streamed ``SELECT`` of every row, one JSON line each with sid, ttl and size);
-  - purge --expired: ``sesstool purge --expired --yes`` against the real
+  - purge --expired: ``sesstool purge --expired --yes`` (and ``--batch 10000``) against the real
     ``flask session_cleanup`` (one ``DELETE ... WHERE expiry <= now``) and a plain
     SQLAlchemy loop deleting 1,000 expired rows a transaction (keyset on id).
 
@@ -264,7 +264,7 @@ def bench(backend: Backend, n: int, runs: int, workdir: str) -> None:
     total, expired = count(backend.url)
     expected = (total - expired, 0)
     app = os.path.join(workdir, "app.py")
-    purges: dict[str, list[float]] = {"cleanup": [], "plain": [], "sesstool": []}
+    purges: dict[str, list[float]] = {"cleanup": [], "plain": [], "sesstool": [], "sesstool 10k": []}
     for _ in range(runs):
         purges["cleanup"].append(timed_purge(
             backend, lambda url: [str(Path(SESSTOOL).parent / "flask"), "--app", app, "session_cleanup"], expected,
@@ -272,6 +272,9 @@ def bench(backend: Backend, n: int, runs: int, workdir: str) -> None:
         purges["plain"].append(timed_purge(backend, lambda url: [*me, "--plain-purge", url], expected).seconds)
         purges["sesstool"].append(timed_purge(
             backend, lambda url: [SESSTOOL, "purge", "--expired", "--yes", "--store", url], expected).seconds)
+        purges["sesstool 10k"].append(timed_purge(
+            backend, lambda url: [SESSTOOL, "purge", "--expired", "--yes", "--batch", "10000", "--store", url],
+            expected).seconds)
     print(f"\n{backend.name}, {n:,} rows ({expired:,} expired), {runs} runs; ratio = median time / baseline's")
     print(table([
         summary("plain SQLAlchemy loop: SELECT, JSON line each (baseline)", listing["plain"], listing["plain"], n),
@@ -280,7 +283,8 @@ def bench(backend: Backend, n: int, runs: int, workdir: str) -> None:
     print(table([
         summary("flask session_cleanup: one DELETE (baseline)", purges["cleanup"], purges["cleanup"], n),
         summary("plain SQLAlchemy loop: 1,000 rows a transaction", purges["plain"], purges["cleanup"], n),
-        summary("sesstool purge --expired --yes", purges["sesstool"], purges["cleanup"], n),
+        summary("sesstool purge --expired --yes (1,000 rows a transaction)", purges["sesstool"], purges["cleanup"], n),
+        summary("sesstool purge --expired --yes --batch 10000", purges["sesstool 10k"], purges["cleanup"], n),
     ], ["purge --expired", "seconds (min / median)", "rows/s", "ratio"]))
     versus_loop = statistics.median(purges["sesstool"]) / statistics.median(purges["plain"])
     print(f"sesstool purge --expired vs the plain loop: {versus_loop:.2f}x the time")

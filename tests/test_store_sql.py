@@ -145,22 +145,20 @@ def test_purge_keeps_a_row_changed_after_it_was_selected(db: Database) -> None:
 
 def test_purge_expired_alone_keeps_a_row_the_app_saved_after_it_was_selected(db: Database) -> None:
     # purge --expired alone reads no data: a row goes only while its expiry is the
-    # passed one read. The other writer saves one session between the read and the
-    # delete (from inside the store's clock, which the selection calls).
+    # passed one read. The other writer saves one session after the rows were
+    # selected and before they are deleted.
     stale = [write_session(db.app, {"user_id": n}) for n in (1, 2, 3)]
     db.execute("UPDATE TABLE SET expiry = :when", when=_utc_naive(-timedelta(minutes=5)))
     saved = stale[1]
-    store = open_store(db.url)
-    calls = []
+    store: t.Any = open_store(db.url)
+    delete_passed = store._delete_passed
 
-    def clock_with_a_writer() -> float:
-        if not calls:
-            db.execute("UPDATE TABLE SET expiry = :when WHERE session_id = :sid",
-                       when=_utc_naive(timedelta(days=31)), sid="session:" + saved.sid)
-        calls.append(1)
-        return datetime.now(timezone.utc).timestamp()
+    def another_writer_first(rows: list[t.Any]) -> int:
+        db.execute("UPDATE TABLE SET expiry = :when WHERE session_id = :sid",
+                   when=_utc_naive(timedelta(days=31)), sid="session:" + saved.sid)
+        return t.cast(int, delete_passed(rows))
 
-    store.clock = clock_with_a_writer
+    store._delete_passed = another_writer_first
     try:
         result = purge(store, "session:", Criteria(expired=True), batch=2)
     finally:

@@ -35,7 +35,7 @@ from datetime import datetime, timedelta, timezone
 from sesstool.errors import InvalidInput, Unsupported
 from sesstool.redact import redact_url
 from sesstool.stores.base import MISSING, Capability, Entry, ExpiredPurge, Store, StoredItem, show_key, write_ttl
-from sesstool.stores.sql_engine import check_table, create_engine, errors, table_name
+from sesstool.stores.sql_engine import check_table, create_engine, errors, insert_unless_taken, table_name
 from sesstool.stores.sql_values import ESCAPE, KEY_LENGTH, as_datetime, like_prefix, raw_bytes, row_key, text_key
 
 #: rows a statement names at most (SQLite allowed 999 parameters before 3.32)
@@ -146,11 +146,15 @@ class SqlStore(Store):
         for rows in self._pages(prefix, batch, with_data=False):
             yield [t.cast(bytes, row_key(row[1])) for row in rows]
 
-    def _pages(self, prefix: bytes, batch: int, *, with_data: bool) -> t.Iterator[list[t.Any]]:
+    def _pages(
+        self, prefix: bytes, batch: int, *, with_data: bool, where: t.Any = None
+    ) -> t.Iterator[list[t.Any]]:
         import sqlalchemy as sa
 
         c = self.table.c
         query = sa.select(*self._read, *([self._data] if with_data else [])).order_by(c.id).limit(max(batch, 1))
+        if where is not None:
+            query = query.where(where)
         try:
             text = prefix.decode("utf-8")
         except UnicodeDecodeError:
@@ -276,21 +280,11 @@ class SqlStore(Store):
     def _insert(self, conn: t.Any, sid: str, value: bytes, expiry: datetime | None) -> bool:
         """Insert a row unless one with ``sid`` exists; whether it was inserted."""
         import sqlalchemy as sa
-        from sqlalchemy.dialects import postgresql, sqlite
 
         c = self.table.c
         if conn.execute(sa.select(c.id).where(c.session_id == sid).limit(1)).first() is not None:
             return False
-        statement = self.table.insert().values(session_id=sid, data=value, expiry=expiry)
-        name = self.engine.dialect.name
-        if name in ("sqlite", "postgresql"):
-            # Another writer may insert the same id between the check and here.
-            dialect_insert = sqlite.insert if name == "sqlite" else postgresql.insert
-            statement = dialect_insert(self.table).values(session_id=sid, data=value, expiry=expiry)
-            statement = statement.on_conflict_do_nothing()
-        elif name in ("mysql", "mariadb"):
-            statement = statement.prefix_with("IGNORE")
-        return bool(conn.execute(statement).rowcount)
+        return insert_unless_taken(conn, self.table, session_id=sid, data=value, expiry=expiry)
 
     def delete(self, keys: t.Sequence[bytes]) -> int:
         deleted = 0
@@ -357,8 +351,11 @@ class SqlStore(Store):
         # Rows are read without their data, and the expired ones deleted ``batch`` at a
         # time, one transaction each (a commit is a disk sync: one a page would cost more
         # than the deletes).
+        # Where the column is a real timestamp, the database leaves out the rows still
+        # valid; SQLite keeps any text there, which only as_datetime reads right.
+        where = None if self._sqlite else self.table.c.expiry <= self._now()
         pending: list[t.Any] = []
-        for rows in self._pages(prefix, batch, with_data=False):
+        for rows in self._pages(prefix, batch, with_data=False, where=where):
             now = self._now()
             expired = [row for row in rows if self._ttl(row[2], now) == 0]
             deleted = 0

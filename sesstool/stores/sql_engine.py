@@ -179,3 +179,18 @@ def driver_message(error: t.Any) -> str:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0].strip() if text else type(error).__name__
+
+
+def insert_unless_taken(conn: t.Any, table: t.Any, **values: t.Any) -> bool:
+    """Insert a row into ``table``, doing nothing where a unique column is taken (another
+    writer inserted the same id since it was looked up); whether it was inserted."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    name = conn.dialect.name
+    if name in ("sqlite", "postgresql"):
+        dialect_insert = sqlite.insert if name == "sqlite" else postgresql.insert
+        return bool(conn.execute(dialect_insert(table).values(**values).on_conflict_do_nothing()).rowcount)
+    statement = table.insert().values(**values)
+    if name in ("mysql", "mariadb"):
+        statement = statement.prefix_with("IGNORE")
+    return bool(conn.execute(statement).rowcount)
