@@ -86,7 +86,7 @@ def encode_exact(data: dict[t.Any, t.Any], serializer: str, *, protocol: int | N
         return pickled
     raw: bytes | None
     try:
-        raw = serializers.encode(_for_msgspec(data) if serializer == "msgpack" else data, serializer)
+        raw = serializers.encode(data, serializer)
     except UndecodableValue:
         raw = None
     if raw is not None:
@@ -105,33 +105,9 @@ def encode_unchecked(data: dict[t.Any, t.Any], serializer: str) -> bytes | None:
     try:
         if serializer == "pickle":
             return pickle_dumps(data)
-        return serializers.encode(_for_msgspec(data) if serializer == "msgpack" else data, serializer)
+        return serializers.encode(data, serializer)
     except UndecodableValue:
         return None
-
-
-def _for_msgspec(value: t.Any) -> t.Any:
-    """sesstool keeps msgpack extension values as :class:`MsgpackExt`; msgspec writes
-    ``msgspec.msgpack.Ext``. Everything else is passed as it is."""
-    if not _has_ext(value):
-        return value
-    if isinstance(value, MsgpackExt):
-        return msgspec.msgpack.Ext(value.code, value.data)
-    if type(value) is dict:
-        return {_for_msgspec(k): _for_msgspec(v) for k, v in value.items()}
-    if type(value) is list:
-        return [_for_msgspec(item) for item in value]
-    return value
-
-
-def _has_ext(value: t.Any) -> bool:
-    if isinstance(value, MsgpackExt):
-        return True
-    if type(value) is dict:
-        return any(_has_ext(v) for v in value.values())
-    if type(value) is list:
-        return any(_has_ext(v) for v in value)
-    return False
 
 
 # -- finding what a format cannot hold ---------------------------------------------

@@ -88,6 +88,26 @@ def to_tagged(value: t.Any) -> t.Any:
         raise UndecodableValue("the value is nested too deeply to show") from e
 
 
+def is_own_tagged_form(value: t.Any) -> bool:
+    """Whether :func:`to_tagged` gives ``value`` back unchanged (and :func:`from_tagged`
+    that in turn): only str, int, bool, None, finite floats, lists and dicts with str
+    keys, no one-key dict under a tag's name. What Flask-Session 0.8 writes nearly
+    always is: one walk here spares converting it both ways.
+
+    :raises RecursionError: for a value nested too deeply.
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is dict:
+        if len(value) == 1 and next(iter(value)) in TAGS:
+            return False
+        return all(type(key) is str and is_own_tagged_form(item) for key, item in value.items())
+    if kind is list:
+        return all(is_own_tagged_form(item) for item in value)
+    return kind is float and math.isfinite(value)
+
+
 def _to_tagged(value: t.Any) -> t.Any:
     kind = type(value)
     if kind is str or kind is int or kind is bool or value is None:

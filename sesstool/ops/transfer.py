@@ -27,7 +27,7 @@ import typing as t
 
 from sesstool.codecs import serializers
 from sesstool.codecs.fidelity import encode_unchecked
-from sesstool.codecs.tagged import from_tagged
+from sesstool.codecs.tagged import from_tagged, is_own_tagged_form
 from sesstool.errors import InvalidInput, UndecodableValue
 from sesstool.ops.listing import ScanCounters, iter_decoded
 from sesstool.ops.pacing import Pacer
@@ -53,8 +53,16 @@ def export_record(decoded: Decoded, prefix_length: int | None) -> dict[str, t.An
     is exported as ``serializer: "unknown"`` with its stored bytes in ``raw``, which
     ``import`` writes back as they are.
     """
-    record = make_record(decoded, prefix_length, with_data=True)
     value = decoded.item.value
+    if value is not None and decoded.serializer == "msgpack" and _own_tagged_form(decoded.data):
+        # Flask-Session 0.8's usual session: the data is its record's data as it is,
+        # and import would write what msgspec writes for it (else raw keeps the bytes).
+        record = make_record(decoded, prefix_length, with_data=False)
+        record["data"] = decoded.data
+        if encode_unchecked(t.cast(dict[t.Any, t.Any], decoded.data), "msgpack") != value:
+            record["raw"] = base64.b64encode(value).decode("ascii")
+        return record
+    record = make_record(decoded, prefix_length, with_data=True)
     if value is None:
         return record
     try:
@@ -64,6 +72,13 @@ def export_record(decoded: Decoded, prefix_length: int | None) -> dict[str, t.An
     if would_write != value:
         record["raw"] = base64.b64encode(value).decode("ascii")
     return record
+
+
+def _own_tagged_form(data: t.Any) -> bool:
+    try:
+        return data is not None and is_own_tagged_form(data)
+    except RecursionError:
+        return False  # the general path says why it cannot be shown
 
 
 def _import_would_write(record: dict[str, t.Any]) -> bytes | None:
