@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sesstool.codecs.tagged import TAGS, MsgpackExt, contains_opaque, from_tagged, to_tagged
+from sesstool.codecs.tagged import TAGS, MsgpackExt, contains_opaque, from_tagged, is_own_tagged_form, to_tagged
 from sesstool.codecs.values import Markup, OpaqueObject
 from sesstool.errors import InvalidInput, UndecodableValue
 from tests.properties import examples
@@ -346,3 +346,21 @@ def test_absurd_nesting_is_an_error_not_a_crash() -> None:
 )
 def test_contains_opaque(value: t.Any, expected: bool) -> None:
     assert contains_opaque(value) is expected
+
+
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5) | st.sampled_from(sorted(TAGS)),
+                                                               inner, max_size=3),
+    max_leaves=15,
+)
+
+
+@examples(300)
+@given(json_like | values)
+def test_own_tagged_form_means_both_conversions_give_it_back(value: t.Any) -> None:
+    # export skips both conversions for such values: they must really be no-ops.
+    if is_own_tagged_form(value):
+        assert same(to_tagged(value), value) and same(from_tagged(value), value)
+    else:
+        assert not same(to_tagged(value), value)
