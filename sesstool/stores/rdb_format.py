@@ -29,11 +29,13 @@ import struct
 import typing as t
 from dataclasses import dataclass
 
-from sesstool.stores.rdb_codec import crc64, lzf_decompress, module_type_name
+from sesstool.stores.rdb_codec import lzf_decompress, module_type_name
+from sesstool.stores.rdb_source import RdbCorrupt, Source
+
+__all__ = ["Budget", "KeyRecord", "RdbCorrupt", "RdbReader"]
 
 #: the newest format this reader knows (Redis 7.4); newer files are refused, never guessed at
 NEWEST_VERSION = 12
-_CHUNK = 1 << 20
 
 # opcodes (rdb.h)
 _SLOT_INFO, _FUNCTION2, _FUNCTION_PRE_GA, _MODULE_AUX = 0xF4, 0xF5, 0xF6, 0xF7
@@ -47,14 +49,6 @@ KINDS: dict[int, str] = {
     25: "hash",
 }  # fmt: skip
 _BLOBS = frozenset({9, 10, 11, 12, 13, 16, 17, 20, 23})  # one string holds the whole value
-
-
-class RdbCorrupt(Exception):
-    """The file is not a snapshot this reader can read; ``offset`` is where it failed."""
-
-    def __init__(self, message: str, offset: int) -> None:
-        super().__init__(f"{message} (at byte {offset:,})")
-        self.offset = offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,73 +75,11 @@ class KeyRecord:
     problem: str | None = None
 
 
-class _Source:
-    """Exact reads from a file, buffered, each byte counted into the CRC64 once."""
-
-    def __init__(self, fh: t.BinaryIO, size: int) -> None:
-        self.fh, self.size = fh, size
-        self.buf, self.pos, self.base = b"", 0, 0
-        self.crc, self.crc_from = 0, 0
-
-    @property
-    def offset(self) -> int:
-        return self.base + self.pos
-
-    def crc_now(self) -> int:
-        self.crc = crc64(self.crc, memoryview(self.buf)[self.crc_from : self.pos])
-        self.crc_from = self.pos
-        return self.crc
-
-    def _fill(self) -> None:
-        self.crc_now()
-        self.base += len(self.buf)
-        self.buf, self.pos, self.crc_from = self.fh.read(_CHUNK), 0, 0
-        if not self.buf:
-            raise RdbCorrupt("the file ends early (truncated?)", self.offset)
-
-    def _check(self, n: int) -> None:
-        # Before any allocation: a length the file cannot hold is corruption.
-        if n > self.size - self.offset:
-            raise RdbCorrupt(f"a length of {n:,} bytes runs past the end of the file", self.offset)
-
-    def read(self, n: int) -> bytes:
-        self._check(n)
-        end = self.pos + n
-        if end <= len(self.buf):
-            out = self.buf[self.pos : end]
-            self.pos = end
-            return out
-        parts = []
-        while n:
-            if self.pos == len(self.buf):
-                self._fill()
-            take = min(n, len(self.buf) - self.pos)
-            parts.append(self.buf[self.pos : self.pos + take])
-            self.pos += take
-            n -= take
-        return b"".join(parts)
-
-    def skip(self, n: int) -> None:
-        self._check(n)
-        while n:
-            if self.pos == len(self.buf):
-                self._fill()
-            take = min(n, len(self.buf) - self.pos)
-            self.pos += take
-            n -= take
-
-    def byte(self) -> int:
-        if self.pos == len(self.buf):
-            self._fill()
-        self.pos += 1
-        return self.buf[self.pos - 1]
-
-
 class RdbReader:
     """One pass over an RDB file (the caller opens and closes ``fh``)."""
 
     def __init__(self, fh: t.BinaryIO, size: int, budget: Budget | None = None) -> None:
-        self.src = _Source(fh, size)
+        self.src = Source(fh, size)
         self.budget = budget or Budget()
         self.aux: dict[bytes, bytes] = {}
         magic = self.src.read(9) if size >= 9 else b""
