@@ -1,12 +1,12 @@
 """A streaming reader of Redis snapshot (RDB) files: the least that sessions need.
 
 Why our own and not rdb-py (0.4.0, a Rust extension; the tests still use it to
-cross-check this reader on real dumps): it reads what Redis 7.0 writes (RDB 10,
-listpacks, functions, LZF), but for an offline session store it falls short in ways
-that matter here:
+cross-check this reader on real dumps): it reads what Redis 7.0 to 7.4 (and 8.0's
+first milestone) and Valkey 8 write (RDB 10 to 12), but for an offline session
+store it falls short in ways that matter here:
 
-- stream keys are silently omitted, so a listing could not report them as the live
-  store's scan does (``kind`` ``stream``);
+- stream keys and module values are silently omitted, so a listing could not
+  report them as the live store's scan does (``kind`` ``stream``, ``ReJSON-RL``);
 - every hash, list, set and sorted set is decoded into Python objects only to be
   dropped: a big non-session key costs memory the size of its contents;
 - the trailing CRC64 is not verified (a flipped byte in a value goes unnoticed);
@@ -20,7 +20,13 @@ at most ``value_limit`` bytes, LZF output included (a bomb inflates to no more);
 longer keys than ``key_limit`` are skipped. Every byte read feeds the CRC64 that
 the file's end is checked against (pure Python, about 25 MB/s).
 
-Format: Redis' ``rdb.c`` and ``rdb.h`` (versions 1 to 12, Redis up to 7.4).
+Format: Redis' ``rdb.c`` and ``rdb.h`` (versions 1 to 12). Tested on dumps real
+servers wrote: Redis 7.0's (RDB 10, written live by the tests) and those committed
+in tests/data/rdb, of Redis 7.2 and Valkey 8.0 (RDB 11), Redis 7.4 and 8.0's first
+milestone (RDB 12: hashes with field TTLs), a cluster node (slot-info records) and
+a module's values and aux data. What it cannot read (a newer version, an unknown
+type, a module value of the 4.0 release candidates) is refused by name, never
+guessed at.
 """
 
 from __future__ import annotations
@@ -34,8 +40,10 @@ from sesstool.stores.rdb_source import RdbCorrupt, Source
 
 __all__ = ["Budget", "KeyRecord", "RdbCorrupt", "RdbReader"]
 
-#: the newest format this reader knows (Redis 7.4); newer files are refused, never guessed at
+#: the newest format this reader knows; newer files are refused
 NEWEST_VERSION = 12
+#: who writes it (tested), for the errors naming what is newer
+NEWEST_WRITERS = "Redis 7.4"
 
 # opcodes (rdb.h)
 _SLOT_INFO, _FUNCTION2, _FUNCTION_PRE_GA, _MODULE_AUX = 0xF4, 0xF5, 0xF6, 0xF7
@@ -88,7 +96,7 @@ class RdbReader:
         self.version = int(magic[5:])
         if not 1 <= self.version <= NEWEST_VERSION:
             raise RdbCorrupt(f"RDB format version {self.version} is not one this reader knows "
-                             f"(1 to {NEWEST_VERSION}, Redis up to 7.4)", 5)  # fmt: skip
+                             f"(1 to {NEWEST_VERSION}, the newest as {NEWEST_WRITERS} write it)", 5)  # fmt: skip
         self._opcode: int | None = None
         #: keys of the selected database skipped for being over ``key_limit``
         self.oversized_keys = 0
@@ -220,7 +228,7 @@ class RdbReader:
                     yield entry
                 expire_ms = None
             else:
-                raise RdbCorrupt(f"an unknown record type 0x{op:02x}", self.src.offset - 1)
+                raise RdbCorrupt(_unknown(op), self.src.offset - 1)
             op = self.src.byte()
         self._verify_checksum()
 
@@ -323,3 +331,12 @@ class RdbReader:
         stored = int.from_bytes(self.src.read(8), "little")
         if stored and stored != computed:
             raise RdbCorrupt("the checksum does not match: the file is damaged", self.src.offset - 8)
+
+
+def _unknown(op: int) -> str:
+    # Every other opcode (0xf4 to 0xff) is read above: the rest are value types.
+    if op == _FUNCTION_PRE_GA:
+        return ("a function library in the format of Redis 7.0's release candidates (opcode 0xf6), "
+                "which no released Redis reads either")  # fmt: skip
+    return (f"a value of RDB type {op}, which this reader does not know (types 0 to {max(KINDS)}, "
+            f"as {NEWEST_WRITERS} write them): a newer server's format?")  # fmt: skip
