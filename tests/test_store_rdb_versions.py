@@ -25,9 +25,8 @@ from sesstool.stores import open_store
 from sesstool.stores.rdb import RdbStore
 from sesstool.stores.rdb_format import RdbReader
 from tests.conftest import CliRunner
-from tests.rdbfiles import scan_all, with_crc, write
+from tests.rdbfiles import DATA, committed, scan_all, with_crc, write
 
-DATA = os.path.join(os.path.dirname(__file__), "data", "rdb")
 NAMES = sorted(name[:-4] for name in os.listdir(DATA) if name.endswith(".rdb"))
 
 
@@ -42,8 +41,7 @@ class Dump:
 
     @property
     def data(self) -> bytes:
-        with open(self.path, "rb") as fh:
-            return fh.read()
+        return committed(os.path.basename(self.path)[:-4])
 
     def ttl(self, expire_at_ms: int | str | None) -> int | None:
         """What Redis' TTL would have answered when the dump was written (ctime)."""
@@ -172,7 +170,7 @@ def _value_at(data: bytes, key: bytes) -> int:
 
 
 def test_a_flipped_byte_in_a_newer_type_is_caught_by_the_checksum(tmp_path: t.Any) -> None:
-    data = open(os.path.join(DATA, "redis-7.4.1.rdb"), "rb").read()
+    data = committed("redis-7.4.1")
     for key in (b"other:hash-listpack-ex", b"other:hash-metadata"):  # the 8-byte minimum field expiry
         flipped = bytearray(data)
         flipped[_value_at(data, key) + 2] ^= 0x40
@@ -183,14 +181,14 @@ def test_a_flipped_byte_in_a_newer_type_is_caught_by_the_checksum(tmp_path: t.An
 
 def test_a_truncated_newer_dump_is_one_clear_error_wherever_it_is_cut(tmp_path: t.Any) -> None:
     for name in ("redis-7.4.1", "redis-7.4.1-cluster", "valkey-8.0.1"):
-        data = open(os.path.join(DATA, f"{name}.rdb"), "rb").read()
+        data = committed(name)
         for cut in range(9, len(data), 5):
             with pytest.raises(StoreError, match="not a readable Redis snapshot: "):
                 scan_all(RdbStore(write(tmp_path, data[:cut])))
 
 
 def test_what_the_reader_does_not_know_is_named(tmp_path: t.Any) -> None:
-    data = open(os.path.join(DATA, "redis-7.4.1.rdb"), "rb").read()
+    data = committed("redis-7.4.1")
     type_at = data.index(b"other:set-listpack") - 2  # the type byte, then the key's length byte
     function_at = data.rindex(b"\xf5", 0, data.index(b"#!lua"))  # the function library's opcode
     assert data[type_at] == 20
