@@ -22,6 +22,7 @@ What goes in, so that every type and encoding the server has is in the file:
   groups with pending entries and consumers, an empty one), a Lua function library;
 - a ``session:`` key that is a hash, which a listing must skip as the live store's does;
 - LRU idle times (``--policy lru``) or LFU counters (``--policy lfu``) before each key;
+- Redis 8's vector sets (a module type built into the server), when it has them;
 - with ``--module``, values of the test module's type and its aux data;
 - with ``--cluster``, a one-node cluster owning every slot: db 0 only, and from 7.4
   a slot-info record before each slot's keys.
@@ -115,6 +116,11 @@ def _fill_and_save(port: int, policy: str, *, cluster: bool, module: bool) -> di
             sessions.update(_sessions(port, db, datas, now_ms))
     _other_types(client, field_ttls=name == "redis" and major_minor >= (7, 4), other_db=not cluster)
     client.execute_command("FUNCTION", "LOAD", LIBRARY)
+    if _has_command(client, "VCARD", "other:none"):  # Redis 8's vector sets: a built-in module
+        for quantisation in ("Q8", "NOQUANT", "BIN"):
+            for i in range(5):
+                client.execute_command("VADD", f"other:vectorset-{quantisation.lower()}", "VALUES", 3, i, 1 / (i + 1),
+                                       -i, f"e{i}", quantisation)  # fmt: skip
     if module:  # a module type's values (RDB type 7) and its aux records (opcode 0xf7)
         client.execute_command("TESTRDB.SET.BEFORE", "aux before the keys")
         client.execute_command("TESTRDB.SET.AFTER", "aux after the keys")
@@ -167,6 +173,16 @@ def _sessions(port: int, db: int, datas: list[tuple[dict[str, t.Any], str, int |
         written[key] = _session(db, sid, fmt, t.cast(bytes, client.get(key)))
     client.close()
     return written
+
+
+def _has_command(client: t.Any, *command: str) -> bool:
+    import redis
+
+    try:
+        client.execute_command(*command)
+    except redis.ResponseError:  # unknown command
+        return False
+    return True
 
 
 def _session(db: int, sid: str, fmt: str, stored: bytes) -> dict[str, t.Any]:
