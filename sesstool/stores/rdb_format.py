@@ -1,12 +1,12 @@
 """A streaming reader of Redis snapshot (RDB) files: the least that sessions need.
 
 Why our own and not rdb-py (0.4.0, a Rust extension; the tests still use it to
-cross-check this reader on real dumps): it reads what Redis 7.0 to 7.4 (and 8.0's
-first milestone) and Valkey 8 write (RDB 10 to 12), but for an offline session
-store it falls short in ways that matter here:
+cross-check this reader on real dumps): it reads what Redis 7.0 to 8.0 and Valkey
+8 write (RDB 10 to 12), but for an offline session store it falls short in ways
+that matter here:
 
 - stream keys and module values are silently omitted, so a listing could not
-  report them as the live store's scan does (``kind`` ``stream``, ``ReJSON-RL``);
+  report them as the live store's scan does (``kind`` ``stream``, ``vectorset``);
 - every hash, list, set and sorted set is decoded into Python objects only to be
   dropped: a big non-session key costs memory the size of its contents;
 - the trailing CRC64 is not verified (a flipped byte in a value goes unnoticed);
@@ -22,9 +22,9 @@ the file's end is checked against (pure Python, about 25 MB/s).
 
 Format: Redis' ``rdb.c`` and ``rdb.h`` (versions 1 to 12). Tested on dumps real
 servers wrote: Redis 7.0's (RDB 10, written live by the tests) and those committed
-in tests/data/rdb, of Redis 7.2 and Valkey 8.0 (RDB 11), Redis 7.4 and 8.0's first
-milestone (RDB 12: hashes with field TTLs), a cluster node (slot-info records) and
-a module's values and aux data. What it cannot read (a newer version, an unknown
+in tests/data/rdb, of Redis 7.2 and Valkey 8.0 and 8.1 (RDB 11), Redis 7.4 and 8.0
+(RDB 12: hashes with field TTLs; 8.0's vector sets), a cluster node (slot-info
+records) and a module's values and aux data. What it cannot read (a newer version, an unknown
 type, a module value of the 4.0 release candidates) is refused by name, never
 guessed at.
 """
@@ -43,7 +43,7 @@ __all__ = ["Budget", "KeyRecord", "RdbCorrupt", "RdbReader"]
 #: the newest format this reader knows; newer files are refused
 NEWEST_VERSION = 12
 #: who writes it (tested), for the errors naming what is newer
-NEWEST_WRITERS = "Redis 7.4"
+NEWEST_WRITERS = "Redis 7.4 and 8.0"
 
 # opcodes (rdb.h)
 _SLOT_INFO, _FUNCTION2, _FUNCTION_PRE_GA, _MODULE_AUX = 0xF4, 0xF5, 0xF6, 0xF7
