@@ -118,8 +118,9 @@ def test_keys_over_the_key_budget_are_skipped_with_a_warning(small_dump: bytes, 
     assert warned == [f"rdb://{store.path}: skipped 1 key longer than 9 bytes (no session key is that long)"]
 
 
-#: newer formats' dumps beside the live 7.0 one: field-TTL hashes, module values and aux, vector sets, slot info
-NEWER = [committed(name) for name in ("redis-7.4.1-cluster", "redis-8.0.2", "valkey-8.1.1")]
+#: newer formats' dumps beside the live 7.0 one: field-TTL hashes (Redis' and Valkey's), module values
+#: and aux, vector sets, slot info
+NEWER = [committed(name) for name in ("redis-7.4.1-cluster", "redis-8.0.2", "valkey-9.1.2")]
 
 
 @examples(300)

@@ -2,8 +2,8 @@
 
 Why our own and not rdb-py (0.4.0, a Rust extension; the tests still use it to
 cross-check this reader on real dumps): it reads what Redis 7.0 to 8.0 and Valkey
-8 write (RDB 10 to 12), but for an offline session store it falls short in ways
-that matter here:
+8 write (RDB 10 to 12; not Valkey 9's), but for an offline session store it falls
+short in ways that matter here:
 
 - stream keys and module values are silently omitted, so a listing could not
   report them as the live store's scan does (``kind`` ``stream``, ``vectorset``);
@@ -20,13 +20,14 @@ at most ``value_limit`` bytes, LZF output included (a bomb inflates to no more);
 longer keys than ``key_limit`` are skipped. Every byte read feeds the CRC64 that
 the file's end is checked against (pure Python, about 25 MB/s).
 
-Format: Redis' ``rdb.c`` and ``rdb.h`` (versions 1 to 12). Tested on dumps real
-servers wrote: Redis 7.0's (RDB 10, written live by the tests) and those committed
-in tests/data/rdb, of Redis 7.2 and Valkey 8.0 and 8.1 (RDB 11), Redis 7.4 and 8.0
-(RDB 12: hashes with field TTLs; 8.0's vector sets), a cluster node (slot-info
-records) and a module's values and aux data. What it cannot read (a newer version, an unknown
-type, a module value of the 4.0 release candidates) is refused by name, never
-guessed at.
+Format: Redis' ``rdb.c`` and ``rdb.h`` (versions 1 to 12 under a ``REDIS`` header)
+and Valkey 9's (80 under ``VALKEY``, where type 22 and opcode 0xf3 mean other
+things). Tested on dumps real servers wrote: Redis 7.0's (RDB 10, written live by
+the tests) and those committed in tests/data/rdb, of Redis 7.2 and Valkey 8.0 and
+8.1 (RDB 11), Redis 7.4 and 8.0 (RDB 12: hashes with field TTLs; 8.0's vector
+sets), Valkey 9.1 (RDB 80), a cluster node (slot-info records) and a module's
+values and aux data. What it cannot read (another version, an unknown type, a
+module value of the 4.0 release candidates) is refused by name, never guessed at.
 """
 
 from __future__ import annotations
@@ -40,13 +41,16 @@ from sesstool.stores.rdb_source import RdbCorrupt, Source
 
 __all__ = ["Budget", "KeyRecord", "RdbCorrupt", "RdbReader"]
 
-#: the newest format this reader knows; newer files are refused
-NEWEST_VERSION = 12
-#: who writes it (tested), for the errors naming what is newer
-NEWEST_WRITERS = "Redis 7.4 and 8.0"
+#: the format versions this reader knows under each header, and who writes the newest
+#: (tested): Redis' numbering, which Valkey kept up to 8 (RDB 11), and Valkey's own from
+#: 9 on, which starts at 80 to leave 12 to 79 to Redis. Other files are refused.
+FORMATS: dict[bytes, tuple[range, str]] = {
+    b"REDIS": (range(1, 13), "Redis 7.4 and 8.0"),
+    b"VALKEY": (range(80, 81), "Valkey 9"),
+}
 
-# opcodes (rdb.h)
-_SLOT_INFO, _FUNCTION2, _FUNCTION_PRE_GA, _MODULE_AUX = 0xF4, 0xF5, 0xF6, 0xF7
+# opcodes (rdb.h); Valkey 9's slot import is in the range Redis leaves to value types
+_SLOT_IMPORT, _SLOT_INFO, _FUNCTION2, _FUNCTION_PRE_GA, _MODULE_AUX = 0xF3, 0xF4, 0xF5, 0xF6, 0xF7
 _IDLE, _FREQ, _AUX, _RESIZEDB, _EXPIRETIME_MS, _EXPIRETIME, _SELECTDB, _EOF = range(0xF8, 0x100)
 
 #: RDB value type -> what Redis' TYPE (and so SCAN's TYPE) calls it
@@ -54,9 +58,14 @@ KINDS: dict[int, str] = {
     0: "string", 1: "list", 2: "set", 3: "zset", 4: "hash", 5: "zset", 6: "module", 7: "module",
     9: "hash", 10: "list", 11: "set", 12: "zset", 13: "hash", 14: "list", 15: "stream", 16: "hash",
     17: "zset", 18: "list", 19: "stream", 20: "set", 21: "stream", 22: "hash", 23: "hash", 24: "hash",
-    25: "hash",
+    25: "hash", 0x116: "hash",
 }  # fmt: skip
 _BLOBS = frozenset({9, 10, 11, 12, 13, 16, 17, 20, 23})  # one string holds the whole value
+#: Valkey 9's hash with field TTLs: its type 22, which Redis' 7.4 release candidates gave another layout
+_VALKEY_HASH_2 = 0x116
+#: type number in the file -> the type read, by header
+_TYPES = {b"REDIS": {n: n for n in KINDS if n < 0x100},
+          b"VALKEY": {**{n: n for n in KINDS if n < 22}, 22: _VALKEY_HASH_2}}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +100,18 @@ class RdbReader:
         self.budget = budget or Budget()
         self.aux: dict[bytes, bytes] = {}
         magic = self.src.read(9) if size >= 9 else b""
-        if magic[:5] != b"REDIS" or not magic[5:].isdigit():
-            raise RdbCorrupt("not a Redis snapshot (no REDIS header)", 0)
-        self.version = int(magic[5:])
-        if not 1 <= self.version <= NEWEST_VERSION:
-            raise RdbCorrupt(f"RDB format version {self.version} is not one this reader knows "
-                             f"(1 to {NEWEST_VERSION}, the newest as {NEWEST_WRITERS} write it)", 5)  # fmt: skip
+        self.header_name = b"VALKEY" if magic.startswith(b"VALKEY") else b"REDIS"
+        digits = magic[len(self.header_name) :]
+        if not magic.startswith(self.header_name) or not digits.isdigit():
+            raise RdbCorrupt("not a Redis snapshot (no REDIS or VALKEY header)", 0)
+        self.version = int(digits)
+        known, self.writers = FORMATS[self.header_name]
+        if self.version not in known:
+            span = f"{known.start} to {known.stop - 1}" if len(known) > 1 else f"only {known.start}"
+            raise RdbCorrupt(f"RDB format version {self.version} is not one this reader knows under a "
+                             f"{self.header_name.decode()} header ({span}, the newest as {self.writers} "
+                             "write it)", len(self.header_name))  # fmt: skip
+        self.types = _TYPES[self.header_name]
         self._opcode: int | None = None
         #: keys of the selected database skipped for being over ``key_limit``
         self.oversized_keys = 0
@@ -171,6 +186,10 @@ class RdbReader:
         for _ in range(n):
             self.skip_string()
 
+    def _lengths(self, n: int) -> None:
+        for _ in range(n):
+            self.length()
+
     # -- the pass --------------------------------------------------------------------
 
     def header(self) -> dict[bytes, bytes]:
@@ -222,13 +241,16 @@ class RdbReader:
                 self._module_values()
             elif op == _SLOT_INFO:
                 self.length(), self.length(), self.length()
-            elif op in KINDS:
-                entry = self._key_value(op, current == db, want, values, expire_ms)
+            elif op == _SLOT_IMPORT and self.header_name == b"VALKEY":
+                self.skip_string()  # the import job's name, then its slot ranges
+                self._lengths(2 * self.count(2))
+            elif op in self.types:
+                entry = self._key_value(self.types[op], current == db, want, values, expire_ms)
                 if entry is not None:
                     yield entry
                 expire_ms = None
             else:
-                raise RdbCorrupt(_unknown(op), self.src.offset - 1)
+                raise RdbCorrupt(self._unknown(op), self.src.offset - 1)
             op = self.src.byte()
         self._verify_checksum()
 
@@ -279,6 +301,10 @@ class RdbReader:
         elif kind == 25:
             self.src.skip(8)
             self.skip_string()
+        elif kind == _VALKEY_HASH_2:
+            for _ in range(self.count(10)):  # field, value, expiry in ms (-1 for none)
+                self._strings(2)
+                self.src.skip(8)
         elif kind == 7:
             name = module_type_name(self.length())
             self._module_values()
@@ -332,11 +358,11 @@ class RdbReader:
         if stored and stored != computed:
             raise RdbCorrupt("the checksum does not match: the file is damaged", self.src.offset - 8)
 
-
-def _unknown(op: int) -> str:
-    # Every other opcode (0xf4 to 0xff) is read above: the rest are value types.
-    if op == _FUNCTION_PRE_GA:
-        return ("a function library in the format of Redis 7.0's release candidates (opcode 0xf6), "
-                "which no released Redis reads either")  # fmt: skip
-    return (f"a value of RDB type {op}, which this reader does not know (types 0 to {max(KINDS)}, "
-            f"as {NEWEST_WRITERS} write them): a newer server's format?")  # fmt: skip
+    def _unknown(self, op: int) -> str:
+        # Every other opcode (0xf4 to 0xff) is read above: the rest are value types.
+        if op == _FUNCTION_PRE_GA:
+            return ("a function library in the format of Redis 7.0's release candidates (opcode 0xf6), "
+                    "which no released Redis reads either")  # fmt: skip
+        header = self.header_name.decode()
+        return (f"a value of RDB type {op}, which this reader does not know under a {header} header "
+                f"(types 0 to {max(self.types)}, as {self.writers} write them): a newer server's format?")  # fmt: skip

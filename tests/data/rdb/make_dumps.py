@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         process.terminate()
         process.wait()
         shutil.rmtree(workdir, ignore_errors=True)
-    manifest["rdb_version"] = int(dump[5:9])
+    manifest["rdb_version"] = int(dump[6:9] if dump.startswith(b"VALKEY") else dump[5:9])  # Valkey 9: VALKEY080
     manifest["ctime"] = _ctime(dump)
     with open(os.path.join(HERE, f"{args.name}.rdb"), "wb") as fh:
         fh.write(dump)
@@ -114,7 +114,8 @@ def _fill_and_save(port: int, policy: str, *, cluster: bool, module: bool) -> di
     for db, datas in {0: SESSIONS_DB0, 1: SESSIONS_DB1, 3: SESSIONS_DB3}.items():
         if db == 0 or not cluster:
             sessions.update(_sessions(port, db, datas, now_ms))
-    _other_types(client, field_ttls=name == "redis" and major_minor >= (7, 4), other_db=not cluster)
+    field_ttls = major_minor >= ((7, 4) if name == "redis" else (9, 0))
+    _other_types(client, field_ttls=field_ttls, other_db=not cluster)
     client.execute_command("FUNCTION", "LOAD", LIBRARY)
     if _has_command(client, "VCARD", "other:none"):  # Redis 8's vector sets: a built-in module
         for quantisation in ("Q8", "NOQUANT", "BIN"):
@@ -209,7 +210,7 @@ def _other_types(client: t.Any, *, field_ttls: bool, other_db: bool) -> None:
     client.zadd("other:zset-skiplist", {f"m{i}": i / 3 for i in range(40)})
     client.hset("other:hash-listpack", mapping={"f": "v", "n": 1})
     client.hset("other:hash-hashtable", mapping={f"f{i}": f"v{i}" for i in range(40)})
-    if field_ttls:  # Redis 7.4's hash field expiration: RDB types 24 and 25
+    if field_ttls:  # hash field expiration: Redis 7.4's RDB types 24 and 25, Valkey 9's 22
         client.hset("other:hash-listpack-ex", mapping={"f": "v", "g": "w", "h": "x"})
         client.execute_command("HPEXPIRE", "other:hash-listpack-ex", 86_400_000, "FIELDS", 2, "f", "g")
         client.hset("other:hash-metadata", mapping={f"f{i}": f"v{i}" for i in range(40)})
