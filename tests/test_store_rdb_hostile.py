@@ -119,8 +119,8 @@ def test_keys_over_the_key_budget_are_skipped_with_a_warning(small_dump: bytes, 
 
 
 #: newer formats' dumps beside the live 7.0 one: field-TTL hashes (Redis' and Valkey's), module values
-#: and aux, vector sets, slot info
-NEWER = [committed(name) for name in ("redis-7.4.1-cluster", "redis-8.0.2", "valkey-9.1.2")]
+#: and aux, vector sets, key metadata, idempotent stream producers, slot info
+NEWER = [committed(name) for name in ("redis-7.4.1-cluster", "redis-8.6.3", "valkey-9.1.2")]
 
 
 @examples(300)

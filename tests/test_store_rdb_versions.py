@@ -3,7 +3,8 @@
 The live redis-server of tests/test_store_rdb.py is 7.0 (RDB 10). These dumps were
 written by real newer servers and are committed (tests/data/rdb, see its README):
 Redis 7.2 and Valkey 8.0 and 8.1 (RDB 11: listpack sets), Redis 7.4, 8.0-m01 and
-8.0.2 (RDB 12: hashes with field TTLs; 8.0's vector sets), Valkey 9.1 (RDB 80,
+8.0.2 (RDB 12: hashes with field TTLs; 8.0's vector sets), Redis 8.6 (RDB 13: key
+metadata, streams with idempotent producers), Valkey 9.1 (RDB 80,
 its own numbering under a VALKEY header), a Redis 7.4 cluster node (slot-info
 records) and Redis' own test module (module values and aux data). Beside each dump
 its manifest says what the live server reported about every key before the SAVE;
@@ -74,13 +75,15 @@ def _encodings() -> set[tuple[int, str, str]]:
 def test_the_dumps_hold_the_newer_formats_in_every_encoding() -> None:
     """Guards the test data itself: a regenerated dump that lost an encoding fails here."""
     found = _encodings()
-    for version in (11, 12, 80):
+    for version in (11, 12, 13, 80):
         assert {(version, "set", "listpack"), (version, "set", "intset"), (version, "set", "hashtable"),
                 (version, "list", "listpack"), (version, "list", "quicklist"), (version, "zset", "listpack"),
                 (version, "zset", "skiplist"), (version, "hash", "listpack"), (version, "hash", "hashtable"),
                 (version, "stream", "stream"), (version, "string", "int"), (version, "string", "embstr"),
                 (version, "string", "raw")} <= found  # fmt: skip
     assert {(12, "hash", "listpackex"), (12, "test__rdb", "raw"), (12, "vectorset", "raw")} <= found
+    newest = committed("redis-8.6.3")  # key metadata (0xf3) and an idempotent producer's stream
+    assert b"metadata of a session" in newest and b"producer-1" in newest
     for name in NAMES:
         assert os.path.getsize(os.path.join(DATA, f"{name}.rdb")) < 50_000
 
@@ -88,7 +91,7 @@ def test_the_dumps_hold_the_newer_formats_in_every_encoding() -> None:
 #: who wrote each dump (8.0's first milestone calls itself 7.9.224), and the format that server writes
 WRITERS = {"redis-7.2.6": ("redis 7.2.6", 11), "redis-7.4.1": ("redis 7.4.1", 12),
            "redis-7.4.1-cluster": ("redis 7.4.1", 12), "redis-8.0-m01": ("redis 7.9.224", 12),
-           "redis-8.0.2": ("redis 8.0.2", 12), "valkey-8.0.1": ("valkey 8.0.1", 11),
+           "redis-8.0.2": ("redis 8.0.2", 12), "redis-8.6.3": ("redis 8.6.3", 13), "valkey-8.0.1": ("valkey 8.0.1", 11),
            "valkey-8.1.1": ("valkey 8.1.1", 11), "valkey-9.1.2": ("valkey 9.1.2", 80)}  # fmt: skip
 
 
@@ -205,14 +208,14 @@ def test_what_the_reader_does_not_know_is_named(tmp_path: t.Any) -> None:
     function_at = data.rindex(b"\xf5", 0, data.index(b"#!lua"))  # the function library's opcode
     assert data[type_at] == 20
     cases = {
-        "a value of RDB type 26, which this reader does not know under a REDIS header (types 0 to 25": (type_at, 26),
+        "a value of RDB type 27, which this reader does not know under a REDIS header (types 0 to 26": (type_at, 27),
         "format of Redis 7.0's release candidates (opcode 0xf6)": (function_at, 0xF6),
     }
     for message, (at, byte) in cases.items():
         with pytest.raises(StoreError, match="not a readable Redis snapshot: ") as error:
             scan_all(RdbStore(write(tmp_path, with_crc(data[:at] + bytes([byte]) + data[at + 1 :]))))
         assert message in str(error.value)
-    for header, message in ((b"REDIS0080", "80 is not one this reader knows under a REDIS header (1 to 12"),
+    for header, message in ((b"REDIS0080", "80 is not one this reader knows under a REDIS header (1 to 13"),
                             (b"VALKEY081", "81 is not one this reader knows under a VALKEY header (only 80")):
         with pytest.raises(StoreError, match=re.escape(f"RDB format version {message}")):
             RdbStore(write(tmp_path, header + data[9:]))
@@ -222,7 +225,8 @@ def test_valkey_9_gives_its_own_meaning_to_numbers_redis_uses(tmp_path: t.Any) -
     """Type 22 is Valkey 9's hash with field TTLs (a Redis 7.4 release candidate's
     layout under a REDIS header), 23 to 25 are Redis' only, and 0xf3 is Valkey's
     slot-import record (a cluster node's, mid-migration: crafted here into the
-    real dump where Valkey writes it, before the first database)."""
+    real dump where Valkey writes it, before the first database), where Redis 8.6
+    writes key metadata."""
     valkey, redis = committed("valkey-9.1.2"), committed("redis-7.4.1")
     at = valkey.index(b"other:hash-listpack-ex") - 2  # a small hash with field TTLs
     assert valkey[at] == 22
@@ -232,7 +236,7 @@ def test_valkey_9_gives_its_own_meaning_to_numbers_redis_uses(tmp_path: t.Any) -
     slot_import = b"\xf3" + b"\x28" + b"j" * 40 + b"\x02" + b"\x00\x0a" + b"\x40\x64\x40\xc8"  # slots 0-10, 100-200
     crafted = _before_the_first_key(tmp_path, valkey, slot_import)
     assert _contents(crafted) == _contents(RdbStore(write(tmp_path, valkey, "valkey.rdb")))
-    with pytest.raises(StoreError, match="a value of RDB type 243, which this reader does not know under a REDIS"):
+    with pytest.raises(StoreError, match="an unknown module value opcode"):  # read as key metadata, it is not
         scan_all(_before_the_first_key(tmp_path, redis, slot_import))
 
 

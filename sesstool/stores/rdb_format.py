@@ -1,8 +1,8 @@
 """A streaming reader of Redis snapshot (RDB) files: the least that sessions need.
 
 Why our own and not rdb-py (0.4.0, a Rust extension; the tests still use it to
-cross-check this reader on real dumps): it reads what Redis 7.0 to 8.0 and Valkey
-8 write (RDB 10 to 12; not Valkey 9's), but for an offline session store it falls
+cross-check this reader on real dumps): it reads what Redis 7.0 to 8.6 and Valkey
+8 write (RDB 10 to 13; not Valkey 9's), but for an offline session store it falls
 short in ways that matter here:
 
 - stream keys and module values are silently omitted, so a listing could not
@@ -20,14 +20,15 @@ at most ``value_limit`` bytes, LZF output included (a bomb inflates to no more);
 longer keys than ``key_limit`` are skipped. Every byte read feeds the CRC64 that
 the file's end is checked against (pure Python, about 25 MB/s).
 
-Format: Redis' ``rdb.c`` and ``rdb.h`` (versions 1 to 12 under a ``REDIS`` header)
+Format: Redis' ``rdb.c`` and ``rdb.h`` (versions 1 to 13 under a ``REDIS`` header)
 and Valkey 9's (80 under ``VALKEY``, where type 22 and opcode 0xf3 mean other
 things). Tested on dumps real servers wrote: Redis 7.0's (RDB 10, written live by
 the tests) and those committed in tests/data/rdb, of Redis 7.2 and Valkey 8.0 and
 8.1 (RDB 11), Redis 7.4 and 8.0 (RDB 12: hashes with field TTLs; 8.0's vector
-sets), Valkey 9.1 (RDB 80), a cluster node (slot-info records) and a module's
-values and aux data. What it cannot read (another version, an unknown type, a
-module value of the 4.0 release candidates) is refused by name, never guessed at.
+sets), Redis 8.6 (RDB 13: key metadata, streams with idempotent producers), Valkey
+9.1 (RDB 80), a cluster node (slot-info records) and a module's values and aux
+data. What it cannot read (another version, an unknown type, a module value of the
+4.0 release candidates) is refused by name, never guessed at.
 """
 
 from __future__ import annotations
@@ -45,12 +46,12 @@ __all__ = ["Budget", "KeyRecord", "RdbCorrupt", "RdbReader"]
 #: (tested): Redis' numbering, which Valkey kept up to 8 (RDB 11), and Valkey's own from
 #: 9 on, which starts at 80 to leave 12 to 79 to Redis. Other files are refused.
 FORMATS: dict[bytes, tuple[range, str]] = {
-    b"REDIS": (range(1, 13), "Redis 7.4 and 8.0"),
+    b"REDIS": (range(1, 14), "Redis 8.6"),
     b"VALKEY": (range(80, 81), "Valkey 9"),
 }
 
-# opcodes (rdb.h); Valkey 9's slot import is in the range Redis leaves to value types
-_SLOT_IMPORT, _SLOT_INFO, _FUNCTION2, _FUNCTION_PRE_GA, _MODULE_AUX = 0xF3, 0xF4, 0xF5, 0xF6, 0xF7
+# opcodes (rdb.h); 0xf3 is Redis 8.6's key metadata and Valkey 9's slot import
+_F3, _SLOT_INFO, _FUNCTION2, _FUNCTION_PRE_GA, _MODULE_AUX = 0xF3, 0xF4, 0xF5, 0xF6, 0xF7
 _IDLE, _FREQ, _AUX, _RESIZEDB, _EXPIRETIME_MS, _EXPIRETIME, _SELECTDB, _EOF = range(0xF8, 0x100)
 
 #: RDB value type -> what Redis' TYPE (and so SCAN's TYPE) calls it
@@ -58,7 +59,7 @@ KINDS: dict[int, str] = {
     0: "string", 1: "list", 2: "set", 3: "zset", 4: "hash", 5: "zset", 6: "module", 7: "module",
     9: "hash", 10: "list", 11: "set", 12: "zset", 13: "hash", 14: "list", 15: "stream", 16: "hash",
     17: "zset", 18: "list", 19: "stream", 20: "set", 21: "stream", 22: "hash", 23: "hash", 24: "hash",
-    25: "hash", 0x116: "hash",
+    25: "hash", 26: "stream", 0x116: "hash",
 }  # fmt: skip
 _BLOBS = frozenset({9, 10, 11, 12, 13, 16, 17, 20, 23})  # one string holds the whole value
 #: Valkey 9's hash with field TTLs: its type 22, which Redis' 7.4 release candidates gave another layout
@@ -241,9 +242,13 @@ class RdbReader:
                 self._module_values()
             elif op == _SLOT_INFO:
                 self.length(), self.length(), self.length()
-            elif op == _SLOT_IMPORT and self.header_name == b"VALKEY":
-                self.skip_string()  # the import job's name, then its slot ranges
+            elif op == _F3 and self.header_name == b"VALKEY":
+                self.skip_string()  # a slot import: the job's name, then its slot ranges
                 self._lengths(2 * self.count(2))
+            elif op == _F3:
+                for _ in range(self.count(5)):  # a key's metadata: per module class, its id, then typed values
+                    self.src.skip(4)
+                    self._module_values()
             elif op in self.types:
                 entry = self._key_value(self.types[op], current == db, want, values, expire_ms)
                 if entry is not None:
@@ -349,6 +354,14 @@ class RdbReader:
                 self.skip_string()
                 self.src.skip(16 if kind >= 21 else 8)
                 self.src.skip(16 * self.count(16))
+        if kind >= 26:  # idempotent producers (8.6): two settings, each producer's ids, two counters
+            self.length(), self.length()
+            for _ in range(self.count(2)):
+                self.skip_string()
+                for _ in range(self.count(3)):
+                    self.skip_string()
+                    self.length(), self.length()
+            self.length(), self.length()
 
     def _verify_checksum(self) -> None:
         if self.version < 5:

@@ -23,7 +23,9 @@ What goes in, so that every type and encoding the server has is in the file:
 - a ``session:`` key that is a hash, which a listing must skip as the live store's does;
 - LRU idle times (``--policy lru``) or LFU counters (``--policy lfu``) before each key;
 - Redis 8's vector sets (a module type built into the server), when it has them;
+- Redis 8.6's idempotent stream producers (XADD IDMP), when it has them;
 - with ``--module``, values of the test module's type and its aux data;
+- with ``--keymeta`` (Redis 8.6's test module), key metadata on a session and another key;
 - with ``--cluster``, a one-node cluster owning every slot: db 0 only, and from 7.4
   a slot-info record before each slot's keys.
 """
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--policy", choices=sorted(POLICIES), default="none", help="what the file holds per key")
     parser.add_argument("--cluster", action="store_true", help="a one-node cluster (db 0 only)")
     parser.add_argument("--module", help="Redis' own tests/modules/testrdb.so, built from the same source")
+    parser.add_argument("--keymeta", help="Redis' own tests/modules/test_keymeta.so (8.6 on)")
     args = parser.parse_args(argv)
     from tests.servers import _cluster_port, free_port, wait_for_port
 
@@ -65,12 +68,14 @@ def main(argv: list[str] | None = None) -> None:
         [args.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", workdir, "--enable-debug-command", "yes", "--maxmemory-policy", POLICIES[args.policy],
          *SERVER_CONFIG, *(["--cluster-enabled", "yes"] if args.cluster else []),
-         *(["--loadmodule", args.module, "6"] if args.module else [])],  # 6: module aux data before and after the keys
+         *(["--loadmodule", args.module, "6"] if args.module else []),  # 6: module aux data before and after the keys
+         *(["--loadmodule", args.keymeta] if args.keymeta else [])],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         wait_for_port(port, process)
-        manifest = _fill_and_save(port, args.policy, cluster=args.cluster, module=bool(args.module))
+        manifest = _fill_and_save(port, args.policy, cluster=args.cluster, modules=(bool(args.module),
+                                                                                    bool(args.keymeta)))
         dump = open(os.path.join(workdir, "dump.rdb"), "rb").read()
     finally:
         process.terminate()
@@ -92,7 +97,7 @@ def _ctime(dump: bytes) -> int:
     return int.from_bytes(dump[at : at + 4], "little")
 
 
-def _fill_and_save(port: int, policy: str, *, cluster: bool, module: bool) -> dict[str, t.Any]:
+def _fill_and_save(port: int, policy: str, *, cluster: bool, modules: tuple[bool, bool]) -> dict[str, t.Any]:
     import redis
 
     client = redis.Redis(host="127.0.0.1", port=port)
@@ -117,16 +122,7 @@ def _fill_and_save(port: int, policy: str, *, cluster: bool, module: bool) -> di
     field_ttls = major_minor >= ((7, 4) if name == "redis" else (9, 0))
     _other_types(client, field_ttls=field_ttls, other_db=not cluster)
     client.execute_command("FUNCTION", "LOAD", LIBRARY)
-    if _has_command(client, "VCARD", "other:none"):  # Redis 8's vector sets: a built-in module
-        for quantisation in ("Q8", "NOQUANT", "BIN"):
-            for i in range(5):
-                client.execute_command("VADD", f"other:vectorset-{quantisation.lower()}", "VALUES", 3, i, 1 / (i + 1),
-                                       -i, f"e{i}", quantisation)  # fmt: skip
-    if module:  # a module type's values (RDB type 7) and its aux records (opcode 0xf7)
-        client.execute_command("TESTRDB.SET.BEFORE", "aux before the keys")
-        client.execute_command("TESTRDB.SET.AFTER", "aux after the keys")
-        client.execute_command("TESTRDB.SET.KEY", "other:module", "a module value")
-        client.execute_command("TESTRDB.SET.KEY", "session:a-module-value", "not a session")
+    _newer_features(client, next(iter(sessions)), *modules)
     keys = {str(db): _describe(port, db) for db in range(1 if cluster else 16)}
     keys = {db: described for db, described in keys.items() if described}
     # Past its expiry but held: written last, never looked up (a lookup would reclaim it).
@@ -138,8 +134,8 @@ def _fill_and_save(port: int, policy: str, *, cluster: bool, module: bool) -> di
     sessions["session:expired-but-held"] = _session(0, "expired-but-held", "msgpack", expired)
     client.save()
     client.close()
-    return {"server": f"{name} {version}", "policy": policy, "cluster": cluster, "module": module, "keys": keys,
-            "sessions": sessions}
+    return {"server": f"{name} {version}", "policy": policy, "cluster": cluster, "module": modules[0],
+            "keymeta": modules[1], "keys": keys, "sessions": sessions}
 
 
 SESSIONS_DB0: list[tuple[dict[str, t.Any], str, int | None]] = [
@@ -174,6 +170,26 @@ def _sessions(port: int, db: int, datas: list[tuple[dict[str, t.Any], str, int |
         written[key] = _session(db, sid, fmt, t.cast(bytes, client.get(key)))
     client.close()
     return written
+
+
+def _newer_features(client: t.Any, session_key: str, module: bool, keymeta: bool) -> None:
+    if _has_command(client, "VCARD", "other:none"):  # Redis 8's vector sets: a built-in module
+        for quantisation in ("Q8", "NOQUANT", "BIN"):
+            for i in range(5):
+                client.execute_command("VADD", f"other:vectorset-{quantisation.lower()}", "VALUES", 3, i, 1 / (i + 1),
+                                       -i, f"e{i}", quantisation)  # fmt: skip
+    if _has_command(client, "XADD", "other:stream-idmp", "IDMP", "producer-1", "iid-1", "*", "f", "v"):  # 8.6
+        client.execute_command("XADD", "other:stream-idmp", "IDMP", "producer-1", "iid-2", "*", "f", "w")
+        client.execute_command("XADD", "other:stream-idmp", "IDMPAUTO", "producer-2", "*", "f", "x")
+    if module:  # a module type's values (RDB type 7) and its aux records (opcode 0xf7)
+        client.execute_command("TESTRDB.SET.BEFORE", "aux before the keys")
+        client.execute_command("TESTRDB.SET.AFTER", "aux after the keys")
+        client.execute_command("TESTRDB.SET.KEY", "other:module", "a module value")
+        client.execute_command("TESTRDB.SET.KEY", "session:a-module-value", "not a session")
+    if keymeta:  # Redis 8.6's key metadata (opcode 0xf3) before a session's record and another key's
+        client.execute_command("KEYMETA.REGISTER", "KMT1", 1, "ALLOWIGNORE:RDBLOAD:RDBSAVE")
+        client.execute_command("KEYMETA.SET", "KMT1", session_key, "metadata of a session")
+        client.execute_command("KEYMETA.SET", "KMT1", "other:hash-hashtable", "metadata of a hash")
 
 
 def _has_command(client: t.Any, *command: str) -> bool:
