@@ -54,18 +54,20 @@ FORMATS: dict[bytes, tuple[range, str]] = {
 _F3, _SLOT_INFO, _FUNCTION2, _FUNCTION_PRE_GA, _MODULE_AUX = 0xF3, 0xF4, 0xF5, 0xF6, 0xF7
 _IDLE, _FREQ, _AUX, _RESIZEDB, _EXPIRETIME_MS, _EXPIRETIME, _SELECTDB, _EOF = range(0xF8, 0x100)
 
+#: Valkey 9's hash with field TTLs: its type 22, which Redis' 7.4 release candidates
+#: gave another layout; read under this number, outside the file's range
+_VALKEY_HASH_2 = 0x116
+
 #: RDB value type -> what Redis' TYPE (and so SCAN's TYPE) calls it
 KINDS: dict[int, str] = {
     0: "string", 1: "list", 2: "set", 3: "zset", 4: "hash", 5: "zset", 6: "module", 7: "module",
     9: "hash", 10: "list", 11: "set", 12: "zset", 13: "hash", 14: "list", 15: "stream", 16: "hash",
     17: "zset", 18: "list", 19: "stream", 20: "set", 21: "stream", 22: "hash", 23: "hash", 24: "hash",
-    25: "hash", 26: "stream", 0x116: "hash",
+    25: "hash", 26: "stream", _VALKEY_HASH_2: "hash",
 }  # fmt: skip
 _BLOBS = frozenset({9, 10, 11, 12, 13, 16, 17, 20, 23})  # one string holds the whole value
-#: Valkey 9's hash with field TTLs: its type 22, which Redis' 7.4 release candidates gave another layout
-_VALKEY_HASH_2 = 0x116
 #: type number in the file -> the type read, by header
-_TYPES = {b"REDIS": {n: n for n in KINDS if n < 0x100},
+_TYPES = {b"REDIS": {n: n for n in KINDS if n != _VALKEY_HASH_2},
           b"VALKEY": {**{n: n for n in KINDS if n < 22}, 22: _VALKEY_HASH_2}}  # fmt: skip
 
 
