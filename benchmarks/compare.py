@@ -7,6 +7,7 @@ medians of wall time and of sesstool's own CPU time (steadier on a busy machine)
 
     .venv/bin/python benchmarks/compare.py main HEAD                 # 200,000 sessions, 5 runs each
     .venv/bin/python benchmarks/compare.py 73c3f32 HEAD --sessions 1000000 --runs 3
+    .venv/bin/python benchmarks/compare.py main HEAD --rdb          # the same, read from a SAVE of that Redis
 
 Each revision's ``sesstool`` package is exported with ``git archive`` into a
 temporary directory and put first on ``PYTHONPATH``; the dependencies are this
@@ -52,6 +53,18 @@ def export_revision(revision: str, into: Path) -> str:
     return commit
 
 
+def saved_snapshot(port: int) -> str:
+    """The rdb:// URL of the dump the server at ``port`` writes on SAVE."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        client.save()
+        return "rdb://" + os.path.join(client.config_get("dir")["dir"], client.config_get("dbfilename")["dbfilename"])
+    finally:
+        client.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("old", help="the baseline revision (a commit, branch or tag)")
@@ -59,6 +72,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=5, help="runs per revision and scenario (alternating)")
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="default: all")
+    parser.add_argument("--rdb", action="store_true", help="read the loaded server's snapshot (rdb://), not the server")
     args = parser.parse_args()
     scenarios = args.scenario or list(SCENARIOS)
 
@@ -71,7 +85,7 @@ def main() -> None:
         port, server = start_redis()
         try:
             load_redis(port, args.sessions)
-            store = ["--store", f"redis://127.0.0.1:{port}/0"]
+            store = ["--store", saved_snapshot(port) if args.rdb else f"redis://127.0.0.1:{port}/0"]
             rows = []
             for name in scenarios:
                 seconds: dict[str, list[float]] = {"old": [], "new": []}
@@ -98,7 +112,8 @@ def main() -> None:
         finally:
             server.terminate()
     old_commit, new_commit = trees["old"][0], trees["new"][0]
-    print(f"\n{args.sessions:,} sessions, {args.runs} alternating runs each; seconds as min / median")
+    source = "a snapshot (rdb://)" if args.rdb else "Redis"
+    print(f"\n{args.sessions:,} sessions in {source}, {args.runs} alternating runs each; seconds as min / median")
     print(table(rows, ["scenario", f"old {old_commit}", f"new {new_commit}", "new/old wall", "new/old CPU"]))
 
 

@@ -7,6 +7,15 @@ import typing as t
 
 from sesstool.stores.rdb_codec import crc64
 
+#: the dumps newer servers wrote (tests/data/rdb/README.md)
+DATA = os.path.join(os.path.dirname(__file__), "data", "rdb")
+
+
+def committed(name: str) -> bytes:
+    """The bytes of the committed dump ``name`` (``redis-7.4.1``)."""
+    with open(os.path.join(DATA, f"{name}.rdb"), "rb") as fh:
+        return fh.read()
+
 
 def with_crc(data: bytes) -> bytes:
     """``data`` (a whole dump) with its trailing CRC64 recomputed after a change."""

@@ -297,8 +297,8 @@ def test_files_that_are_not_readable_snapshots_are_one_error_line(cli: CliRunner
         str(tmp_path / "missing.rdb"): "cannot open the snapshot: No such file or directory",
         str(tmp_path): "is a directory, not a snapshot file",
         fifo: "is not a regular file",  # never opened: a FIFO would block
-        write(tmp_path, b"", "empty.rdb"): "not a Redis snapshot (no REDIS header)",
-        write(tmp_path, b"GIF89a....", "gif.rdb"): "not a Redis snapshot (no REDIS header)",
+        write(tmp_path, b"", "empty.rdb"): "not a Redis snapshot (no REDIS or VALKEY header)",
+        write(tmp_path, b"GIF89a....", "gif.rdb"): "not a Redis snapshot (no REDIS or VALKEY header)",
         write(tmp_path, b"REDIS0099\xff" + bytes(8), "new.rdb"): "RDB format version 99 is not one this reader knows",
     }
     for path, message in cases.items():

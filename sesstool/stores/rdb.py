@@ -32,8 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from sesstool.errors import InvalidInput, StoreError
 from sesstool.stores.base import MISSING, STRING, Capability, Store, StoredItem, python_warning, show_key
-from sesstool.stores.rdb_codec import RdbCorrupt
-from sesstool.stores.rdb_format import Budget, KeyRecord, RdbReader
+from sesstool.stores.rdb_format import Budget, KeyRecord, RdbCorrupt, RdbReader
 
 
 class RdbStore(Store):

@@ -1,88 +1,13 @@
-"""The byte-level pieces of the RDB format: exact buffered reads feeding the CRC64,
-LZF and module type names.
+"""The byte-level pieces of the RDB format: CRC64, LZF and module type names.
 
-Kept apart from the reader (:mod:`~sesstool.stores.rdb_format`) so that each can be
-tested (and fuzzed) on its own.
+Pure functions over bytes, kept apart from the reader so that each can be tested
+(and fuzzed) on its own.
 """
 
 from __future__ import annotations
 
 import functools
 import typing as t
-
-#: bytes read from the file at a time
-CHUNK = 1 << 20
-
-
-class RdbCorrupt(Exception):
-    """The file is not a snapshot this reader can read; ``offset`` is where it failed."""
-
-    def __init__(self, message: str, offset: int) -> None:
-        super().__init__(f"{message} (at byte {offset:,})")
-        self.offset = offset
-
-
-class Source:
-    """Exact reads from a file, buffered, each byte counted into the CRC64 once."""
-
-    def __init__(self, fh: t.BinaryIO, size: int) -> None:
-        self.fh, self.size = fh, size
-        self.buf, self.pos, self.base = b"", 0, 0
-        self.crc, self.crc_from = 0, 0
-
-    @property
-    def offset(self) -> int:
-        return self.base + self.pos
-
-    def crc_now(self) -> int:
-        self.crc = crc64(self.crc, memoryview(self.buf)[self.crc_from : self.pos])
-        self.crc_from = self.pos
-        return self.crc
-
-    def _fill(self) -> None:
-        self.crc_now()
-        self.base += len(self.buf)
-        self.buf, self.pos, self.crc_from = self.fh.read(CHUNK), 0, 0
-        if not self.buf:
-            raise RdbCorrupt("the file ends early (truncated?)", self.offset)
-
-    def _check(self, n: int) -> None:
-        # Before any allocation: a length the file cannot hold is corruption.
-        if n > self.size - self.offset:
-            raise RdbCorrupt(f"a length of {n:,} bytes runs past the end of the file", self.offset)
-
-    def read(self, n: int) -> bytes:
-        self._check(n)
-        end = self.pos + n
-        if end <= len(self.buf):
-            out = self.buf[self.pos : end]
-            self.pos = end
-            return out
-        parts = []
-        while n:
-            if self.pos == len(self.buf):
-                self._fill()
-            take = min(n, len(self.buf) - self.pos)
-            parts.append(self.buf[self.pos : self.pos + take])
-            self.pos += take
-            n -= take
-        return b"".join(parts)
-
-    def skip(self, n: int) -> None:
-        self._check(n)
-        while n:
-            if self.pos == len(self.buf):
-                self._fill()
-            take = min(n, len(self.buf) - self.pos)
-            self.pos += take
-            n -= take
-
-    def byte(self) -> int:
-        if self.pos == len(self.buf):
-            self._fill()
-        self.pos += 1
-        return self.buf[self.pos - 1]
-
 
 
 def crc64(crc: int, data: bytes | memoryview) -> int:

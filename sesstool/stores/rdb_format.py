@@ -1,12 +1,12 @@
 """A streaming reader of Redis snapshot (RDB) files: the least that sessions need.
 
 Why our own and not rdb-py (0.4.0, a Rust extension; the tests still use it to
-cross-check this reader on real dumps): it reads what Redis 7.0 writes (RDB 10,
-listpacks, functions, LZF), but for an offline session store it falls short in ways
-that matter here:
+cross-check this reader on real dumps): it reads what Redis 7.0 to 8.6 and Valkey
+8 write (RDB 10 to 13; not Valkey 9's), but for an offline session store it falls
+short in ways that matter here:
 
-- stream keys are silently omitted, so a listing could not report them as the live
-  store's scan does (``kind`` ``stream``);
+- stream keys and module values are silently omitted, so a listing could not
+  report them as the live store's scan does (``kind`` ``stream``, ``vectorset``);
 - every hash, list, set and sorted set is decoded into Python objects only to be
   dropped: a big non-session key costs memory the size of its contents;
 - the trailing CRC64 is not verified (a flipped byte in a value goes unnoticed);
@@ -20,7 +20,15 @@ at most ``value_limit`` bytes, LZF output included (a bomb inflates to no more);
 longer keys than ``key_limit`` are skipped. Every byte read feeds the CRC64 that
 the file's end is checked against.
 
-Format: Redis' ``rdb.c`` and ``rdb.h`` (versions 1 to 12, Redis up to 7.4).
+Format: Redis' ``rdb.c`` and ``rdb.h`` (versions 1 to 13 under a ``REDIS`` header)
+and Valkey 9's (80 under ``VALKEY``, where type 22 and opcode 0xf3 mean other
+things). Tested on dumps real servers wrote: Redis 7.0's (RDB 10, written live by
+the tests) and those committed in tests/data/rdb, of Redis 7.2 and Valkey 8.0 and
+8.1 (RDB 11), Redis 7.4 and 8.0 (RDB 12: hashes with field TTLs; 8.0's vector
+sets), Redis 8.6 (RDB 13: key metadata, streams with idempotent producers), Valkey
+9.1 (RDB 80), a cluster node (slot-info records) and a module's values and aux
+data. What it cannot read (another version, an unknown type, a module value of the
+4.0 release candidates) is refused by name, never guessed at.
 """
 
 from __future__ import annotations
@@ -29,25 +37,40 @@ import struct
 import typing as t
 from dataclasses import dataclass
 
-from sesstool.stores.rdb_codec import RdbCorrupt, Source, lzf_decompress, module_type_name
+from sesstool.stores.rdb_codec import lzf_decompress, module_type_name
+from sesstool.stores.rdb_source import RdbCorrupt, Source
 
-#: the newest format this reader knows (Redis 7.4); newer files are refused, never guessed at
-NEWEST_VERSION = 12
+__all__ = ["Budget", "KeyRecord", "RdbCorrupt", "RdbReader"]
 
-# opcodes (rdb.h)
-_SLOT_INFO, _FUNCTION2, _FUNCTION_PRE_GA, _MODULE_AUX = 0xF4, 0xF5, 0xF6, 0xF7
+#: the format versions this reader knows under each header, and who writes the newest
+#: (tested): Redis' numbering, which Valkey kept up to 8 (RDB 11), and Valkey's own from
+#: 9 on, which starts at 80 to leave 12 to 79 to Redis. Other files are refused.
+FORMATS: dict[bytes, tuple[range, str]] = {
+    b"REDIS": (range(1, 14), "Redis 8.6"),
+    b"VALKEY": (range(80, 81), "Valkey 9"),
+}
+
+# opcodes (rdb.h); 0xf3 is Redis 8.6's key metadata and Valkey 9's slot import
+_F3, _SLOT_INFO, _FUNCTION2, _FUNCTION_PRE_GA, _MODULE_AUX = 0xF3, 0xF4, 0xF5, 0xF6, 0xF7
 _IDLE, _FREQ, _AUX, _RESIZEDB, _EXPIRETIME_MS, _EXPIRETIME, _SELECTDB, _EOF = range(0xF8, 0x100)
+
+#: Valkey 9's hash with field TTLs: its type 22, which Redis' 7.4 release candidates
+#: gave another layout; read under this number, outside the file's range
+_VALKEY_HASH_2 = 0x116
 
 #: RDB value type -> what Redis' TYPE (and so SCAN's TYPE) calls it
 KINDS: dict[int, str] = {
     0: "string", 1: "list", 2: "set", 3: "zset", 4: "hash", 5: "zset", 6: "module", 7: "module",
     9: "hash", 10: "list", 11: "set", 12: "zset", 13: "hash", 14: "list", 15: "stream", 16: "hash",
     17: "zset", 18: "list", 19: "stream", 20: "set", 21: "stream", 22: "hash", 23: "hash", 24: "hash",
-    25: "hash",
+    25: "hash", 26: "stream", _VALKEY_HASH_2: "hash",
 }  # fmt: skip
 #: :meth:`RdbReader._plain_string` cannot take this record: the general path reads it
 _GENERAL = object()
 _BLOBS = frozenset({9, 10, 11, 12, 13, 16, 17, 20, 23})  # one string holds the whole value
+#: type number in the file -> the type read, by header
+_TYPES = {b"REDIS": {n: n for n in KINDS if n != _VALKEY_HASH_2},
+          b"VALKEY": {**{n: n for n in KINDS if n < 22}, 22: _VALKEY_HASH_2}}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +105,18 @@ class RdbReader:
         self.budget = budget or Budget()
         self.aux: dict[bytes, bytes] = {}
         magic = self.src.read(9) if size >= 9 else b""
-        if magic[:5] != b"REDIS" or not magic[5:].isdigit():
-            raise RdbCorrupt("not a Redis snapshot (no REDIS header)", 0)
-        self.version = int(magic[5:])
-        if not 1 <= self.version <= NEWEST_VERSION:
-            raise RdbCorrupt(f"RDB format version {self.version} is not one this reader knows "
-                             f"(1 to {NEWEST_VERSION}, Redis up to 7.4)", 5)  # fmt: skip
+        self.header_name = b"VALKEY" if magic.startswith(b"VALKEY") else b"REDIS"
+        digits = magic[len(self.header_name) :]
+        if not magic.startswith(self.header_name) or not digits.isdigit():
+            raise RdbCorrupt("not a Redis snapshot (no REDIS or VALKEY header)", 0)
+        self.version = int(digits)
+        known, self.writers = FORMATS[self.header_name]
+        if self.version not in known:
+            span = f"{known.start} to {known.stop - 1}" if len(known) > 1 else f"only {known.start}"
+            raise RdbCorrupt(f"RDB format version {self.version} is not one this reader knows under a "
+                             f"{self.header_name.decode()} header ({span}, the newest as {self.writers} "
+                             "write it)", len(self.header_name))  # fmt: skip
+        self.types = _TYPES[self.header_name]
         self._opcode: int | None = None
         #: keys of the selected database skipped for being over ``key_limit``
         self.oversized_keys = 0
@@ -162,6 +191,10 @@ class RdbReader:
         for _ in range(n):
             self.skip_string()
 
+    def _lengths(self, n: int) -> None:
+        for _ in range(n):
+            self.length()
+
     # -- the pass --------------------------------------------------------------------
 
     def header(self) -> dict[bytes, bytes]:
@@ -220,13 +253,20 @@ class RdbReader:
                 self._module_values()
             elif op == _SLOT_INFO:
                 self.length(), self.length(), self.length()
-            elif op in KINDS:
-                entry = self._key_value(op, current == db, want, values, expire_ms)
+            elif op == _F3 and self.header_name == b"VALKEY":
+                self.skip_string()  # a slot import: the job's name, then its slot ranges
+                self._lengths(2 * self.count(2))
+            elif op == _F3:
+                for _ in range(self.count(5)):  # a key's metadata: per module class, its id, then typed values
+                    self.src.skip(4)
+                    self._module_values()
+            elif op in self.types:
+                entry = self._key_value(self.types[op], current == db, want, values, expire_ms)
                 if entry is not None:
                     yield entry
                 expire_ms = None
             else:
-                raise RdbCorrupt(f"an unknown record type 0x{op:02x}", self.src.offset - 1)
+                raise RdbCorrupt(self._unknown(op), self.src.offset - 1)
             op = self.src.byte()
         self._verify_checksum()
 
@@ -301,6 +341,10 @@ class RdbReader:
         elif kind == 25:
             self.src.skip(8)
             self.skip_string()
+        elif kind == _VALKEY_HASH_2:
+            for _ in range(self.count(10)):  # field, value, expiry in ms (-1 for none)
+                self._strings(2)
+                self.src.skip(8)
         elif kind == 7:
             name = module_type_name(self.length())
             self._module_values()
@@ -345,6 +389,14 @@ class RdbReader:
                 self.skip_string()
                 self.src.skip(16 if kind >= 21 else 8)
                 self.src.skip(16 * self.count(16))
+        if kind >= 26:  # idempotent producers (8.6): two settings, each producer's ids, two counters
+            self.length(), self.length()
+            for _ in range(self.count(2)):
+                self.skip_string()
+                for _ in range(self.count(3)):
+                    self.skip_string()
+                    self.length(), self.length()
+            self.length(), self.length()
 
     def _verify_checksum(self) -> None:
         if self.version < 5:
@@ -353,6 +405,15 @@ class RdbReader:
         stored = int.from_bytes(self.src.read(8), "little")
         if stored and stored != computed:
             raise RdbCorrupt("the checksum does not match: the file is damaged", self.src.offset - 8)
+
+    def _unknown(self, op: int) -> str:
+        # Every other opcode (0xf4 to 0xff) is read above: the rest are value types.
+        if op == _FUNCTION_PRE_GA:
+            return ("a function library in the format of Redis 7.0's release candidates (opcode 0xf6), "
+                    "which no released Redis reads either")  # fmt: skip
+        header = self.header_name.decode()
+        return (f"a value of RDB type {op}, which this reader does not know under a {header} header "
+                f"(types 0 to {max(self.types)}, as {self.writers} write them): a newer server's format?")  # fmt: skip
 
 
 def _short_string(buf: bytes, pos: int) -> tuple[int, int] | None:
