@@ -124,25 +124,10 @@ class RdbReader:
     # -- primitives ------------------------------------------------------------------
 
     def length(self) -> int:
-        value, encoded = self._length()
+        value, encoded = self.src.length()
         if encoded:
             raise RdbCorrupt("an encoded string where a length belongs", self.src.offset)
         return value
-
-    def _length(self) -> tuple[int, bool]:
-        first = self.src.byte()
-        kind = first >> 6
-        if kind == 0:
-            return first & 0x3F, False
-        if kind == 1:
-            return ((first & 0x3F) << 8) | self.src.byte(), False
-        if kind == 3:
-            return first & 0x3F, True
-        if first == 0x80:
-            return int(struct.unpack(">I", self.src.read(4))[0]), False
-        if first == 0x81:
-            return int(struct.unpack(">Q", self.src.read(8))[0]), False
-        raise RdbCorrupt(f"an unknown length encoding 0x{first:02x}", self.src.offset - 1)
 
     def count(self, per_item: int = 1) -> int:
         """A declared number of elements, each at least ``per_item`` bytes long."""
@@ -154,7 +139,7 @@ class RdbReader:
     def string(self, limit: int) -> bytes | str:
         """A string; when longer than ``limit`` (or undecodable), it is skipped and
         the reason comes back as ``str``."""
-        n, encoded = self._length()
+        n, encoded = self.src.length()
         if not encoded:
             if n > limit:
                 self.src.skip(n)
@@ -175,7 +160,7 @@ class RdbReader:
         raise RdbCorrupt(f"an unknown string encoding {n}", self.src.offset)
 
     def skip_string(self) -> None:
-        n, encoded = self._length()
+        n, encoded = self.src.length()
         if not encoded:
             self.src.skip(n)
         elif n in (0, 1, 2):
@@ -273,26 +258,15 @@ class RdbReader:
     def _plain_string(
         self, in_db: bool, want: t.Callable[[bytes], bool], values: bool, expire_ms: int | None
     ) -> KeyRecord | None | object:
-        """A string record whose key and value have plain lengths under 16 KiB and lie
-        whole in the buffer, sliced out at once: what a session is, at a fraction of
-        the general path's cost. :data:`_GENERAL` (nothing consumed) for any other."""
-        src = self.src
-        buf = src.buf
-        key = _short_string(buf, src.pos)
-        if key is None:
+        """A string record the source can slice out whole (what a session is), or
+        :data:`_GENERAL` (nothing consumed) for the general path to read."""
+        pair = self.src.short_pair(self.budget.key_limit, self.budget.value_limit)
+        if pair is None:
             return _GENERAL
-        value = _short_string(buf, key[1])
-        if value is None:
-            return _GENERAL
-        (key_start, key_end), (value_start, value_end) = key, value
-        budget = self.budget
-        if value_end - value_start > budget.value_limit or key_end - key_start > budget.key_limit:
-            return _GENERAL
-        src.pos = value_end
-        name = buf[key_start:key_end]
-        if not (in_db and want(name)):
+        key, value = pair
+        if not (in_db and want(key)):
             return None
-        return KeyRecord(name, "string", expire_ms, buf[value_start:value_end] if values else None)
+        return KeyRecord(key, "string", expire_ms, value if values else None)
 
     def _key_value(
         self, kind: int, in_db: bool, want: t.Callable[[bytes], bool], values: bool, expire_ms: int | None
@@ -414,20 +388,3 @@ class RdbReader:
         header = self.header_name.decode()
         return (f"a value of RDB type {op}, which this reader does not know under a {header} header "
                 f"(types 0 to {max(self.types)}, as {self.writers} write them): a newer server's format?")  # fmt: skip
-
-
-def _short_string(buf: bytes, pos: int) -> tuple[int, int] | None:
-    """Where the string at ``pos`` lies in ``buf`` when its length is plain and under
-    16 KiB and it is whole in ``buf``; ``None`` otherwise."""
-    if pos + 2 > len(buf):
-        return None
-    first = buf[pos]
-    if first < 0x40:
-        start = pos + 1
-        stop = start + first
-    elif first < 0x80:
-        start = pos + 2
-        stop = start + (((first & 0x3F) << 8) | buf[pos + 1])
-    else:
-        return None
-    return (start, stop) if stop <= len(buf) else None
