@@ -9,7 +9,7 @@ import typing as t
 import click
 
 from sesstool.cli.completion import complete_session_ids
-from sesstool.cli.options import Settings, format_option, paced, rate_option, resolve_settings, store_options
+from sesstool.cli.options import format_option, paced, rate_option, resolve_settings, store_options
 from sesstool.durations import format_duration
 from sesstool.render.env import Environment
 from sesstool.render.output import Column, emit_many, emit_one
@@ -18,6 +18,7 @@ from sesstool.render.terminal import printable
 
 if t.TYPE_CHECKING:
     from sesstool.ops.listing import ScanCounters
+    from sesstool.ops.settings import Settings
 
 LIST_COLUMNS = [
     Column("sid", "SID"),
