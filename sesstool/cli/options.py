@@ -49,6 +49,15 @@ class _WholeEnvText(click.types.StringParamType):
         return [rv]
 
 
+def _shared_option(*decls: str, envvar: str, help: str, **attrs: t.Any) -> t.Callable[[F], F]:
+    """A shared option that its environment variable ``envvar`` also gives.
+
+    Its default is ``None`` whatever it stands for, so that :func:`resolve_settings`
+    can tell a value the user gave from one to fill in (the help names the real default).
+    """
+    return click.option(*decls, envvar=envvar, default=None, help=f"{help} Env: {envvar}.", **attrs)
+
+
 def secret_key_options(fn: F) -> F:
     """``--secret-key`` (repeatable: first current, rest fallbacks) and ``--secret-key-file``."""
     fn = click.option(
@@ -57,29 +66,16 @@ def secret_key_options(fn: F) -> F:
         default=None,
         help="Read secret keys from a file, one a line (first current, rest fallbacks).",
     )(fn)
-    fn = click.option(
-        "--secret-key",
-        "secret_keys",
-        multiple=True,
-        type=_WholeEnvText(),
-        envvar="SESSTOOL_SECRET_KEY",
-        metavar="KEY",
-        help="Secret key; repeat for fallbacks (the first is current). Env: SESSTOOL_SECRET_KEY.",
-    )(fn)
-    return fn
+    return _shared_option("--secret-key", "secret_keys", multiple=True, type=_WholeEnvText(), metavar="KEY",
+                          envvar="SESSTOOL_SECRET_KEY",
+                          help="Secret key; repeat for fallbacks (the first is current).")(fn)
 
 
 def timeout_option(fn: F) -> F:
     """``--timeout SECONDS``: the deadline of each network round trip (see :mod:`sesstool.deadline`)."""
-    return click.option(
-        "--timeout",
-        "timeout",
-        envvar="SESSTOOL_TIMEOUT",
-        default=None,
-        metavar="SECONDS",
-        help=f"Give up (exit 3) when the server takes longer than this for one step "
-        f"(connect, a read, a batch). [default: {DEFAULT_TIMEOUT:g}] Env: SESSTOOL_TIMEOUT.",
-    )(fn)
+    return _shared_option("--timeout", metavar="SECONDS", envvar="SESSTOOL_TIMEOUT",
+                          help="Give up (exit 3) when the server takes longer than this for one step "
+                          f"(connect, a read, a batch). [default: {DEFAULT_TIMEOUT:g}]")(fn)
 
 
 def timeout_seconds(ctx: click.Context) -> float:
@@ -88,15 +84,9 @@ def timeout_seconds(ctx: click.Context) -> float:
 
 
 def app_option(fn: F) -> F:
-    return click.option(
-        "--app",
-        "app_import",
-        envvar="SESSTOOL_APP",
-        default=None,
-        metavar="IMPORT",
-        help="A Flask app (pkg.module:app or pkg.module:create_app()) whose config supplies "
-        "store, prefix, serializer, keys and cookie name. Env: SESSTOOL_APP.",
-    )(fn)
+    return _shared_option("--app", "app_import", metavar="IMPORT", envvar="SESSTOOL_APP",
+                          help="A Flask app (pkg.module:app or pkg.module:create_app()) whose config supplies "
+                          "store, prefix, serializer, keys and cookie name.")(fn)
 
 
 def store_options(fn: F) -> F:
@@ -105,39 +95,17 @@ def store_options(fn: F) -> F:
     fn = timeout_option(fn)
     fn = secret_key_options(fn)
     fn = app_option(fn)
-    fn = click.option(
-        "--table",
-        envvar="SESSTOOL_TABLE",
-        default=None,
-        metavar="NAME",
-        help="SQL stores: the session table, NAME or SCHEMA.NAME (SESSION_SQLALCHEMY_TABLE), e.g. "
-        "--table flask_sessions. [default: sessions] Env: SESSTOOL_TABLE.",
-    )(fn)
-    fn = click.option(
-        "--serializer",
-        type=click.Choice(SERIALIZER_CHOICES),
-        envvar="SESSTOOL_SERIALIZER",
-        default=None,
-        help="How values are decoded; auto detects each value. [default: auto] Env: SESSTOOL_SERIALIZER.",
-    )(fn)
-    fn = click.option(
-        "--prefix",
-        envvar="SESSTOOL_PREFIX",
-        default=None,
-        help=f"Key prefix (SESSION_KEY_PREFIX). [default: {DEFAULT_PREFIX}] Env: SESSTOOL_PREFIX.",
-    )(fn)
-    fn = click.option(
-        "--store",
-        "store_url",
-        envvar="SESSTOOL_STORE",
-        default=None,
-        metavar="URL",
-        help=f"redis://, rediss://, unix://, redis+sentinel://, redis+cluster://, memcached://, "
-        f"sqlite:///path.db, postgresql:// (any SQLAlchemy URL), file:///dir (filesystem/cachelib) or "
-        f"rdb:///dump.rdb (a snapshot, read-only) URL. [default: {DEFAULT_STORE}] "
-        f"Env: SESSTOOL_STORE.",
-    )(fn)
-    return fn
+    fn = _shared_option("--table", metavar="NAME", envvar="SESSTOOL_TABLE",
+                        help="SQL stores: the session table, NAME or SCHEMA.NAME (SESSION_SQLALCHEMY_TABLE), e.g. "
+                        "--table flask_sessions. [default: sessions]")(fn)
+    fn = _shared_option("--serializer", type=click.Choice(SERIALIZER_CHOICES), envvar="SESSTOOL_SERIALIZER",
+                        help="How values are decoded; auto detects each value. [default: auto]")(fn)
+    fn = _shared_option("--prefix", envvar="SESSTOOL_PREFIX",
+                        help=f"Key prefix (SESSION_KEY_PREFIX). [default: {DEFAULT_PREFIX}]")(fn)
+    return _shared_option("--store", "store_url", metavar="URL", envvar="SESSTOOL_STORE",
+                          help="redis://, rediss://, unix://, redis+sentinel://, redis+cluster://, memcached://, "
+                          "sqlite:///path.db, postgresql:// (any SQLAlchemy URL), file:///dir (filesystem/cachelib) "
+                          f"or rdb:///dump.rdb (a snapshot, read-only) URL. [default: {DEFAULT_STORE}]")(fn)
 
 
 def given(ctx: click.Context, name: str) -> bool:
