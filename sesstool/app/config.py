@@ -42,7 +42,7 @@ def load_app_settings(import_path: str, *, require_store: bool = True) -> Settin
         that open the store); ``replay`` passes ``False`` since it runs the app's
         own interface, whatever its backend.
     :raises InvalidInput: when the app cannot be loaded, or (with ``require_store``)
-        its ``SESSION_TYPE`` is neither redis nor memcached.
+        its ``SESSION_TYPE`` names a store sesstool does not read (:data:`SUPPORTED_TYPES`).
     """
     return settings_from_app(load_app(import_path), require_store=require_store)
 
