@@ -12,6 +12,7 @@ import click
 from sesstool.cli.completion import complete_session_ids
 from sesstool.cli.options import format_option, paced, rate_option, resolve_settings, store_options
 from sesstool.durations import format_duration
+from sesstool.ops.pacing import DEFAULT_BATCH, PACED_STEP, batch_for
 from sesstool.render.env import Environment
 from sesstool.render.output import Column, emit_many, emit_one
 from sesstool.render.progress import Progress
@@ -41,11 +42,6 @@ def where_option(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     )(fn)
 
 
-DEFAULT_BATCH = 1000
-#: with --rate, a round trip carries about this many seconds' worth of the rate
-PACED_STEP = 0.005
-
-
 def batch_option(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     return click.option(
         "--batch",
@@ -58,18 +54,9 @@ def batch_option(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
 
 
 def _batch_size(ctx: click.Context, param: click.Parameter, batch: int | None) -> int:
-    # A big batch is one long step for a single-threaded server, which every other
-    # client waits behind: measured beside an app-like workload (benchmarks/
-    # bench_gentle.py), 1,000-key steps raise its p99 latency several times more than
-    # 100-key steps at the same --rate. So a paced command takes small steps. An
-    # option given on the command line is processed before one left to its default,
-    # so --rate is known here when the user gave it.
-    if batch is not None:
-        return batch
-    rate = ctx.params.get("rate")
-    if rate is None:
-        return DEFAULT_BATCH
-    return max(10, min(DEFAULT_BATCH, int(rate * PACED_STEP)))
+    # An option given on the command line is processed before one left to its
+    # default, so --rate is known here when the user gave it.
+    return batch if batch is not None else batch_for(ctx.params.get("rate"))
 
 
 def warn_other_types(env: Environment, counters: ScanCounters, prefix: str, *, selected: bool = False) -> None:

@@ -13,6 +13,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from sesstool.errors import InvalidInput, NotFound, UndecodableValue
+from sesstool.ops.pacing import DEFAULT_BATCH
 from sesstool.ops.records import (
     UNKNOWN,
     Decoded,
@@ -29,7 +30,6 @@ from sesstool.ops.selectors import Predicate
 from sesstool.stores.base import STRING, Store
 
 SORT_FIELDS = ("key", "ttl", "size")
-DEFAULT_BATCH = 1000
 
 
 @dataclass
