@@ -27,7 +27,7 @@ from sesstool.stores.memcached import (
     open_memcached,
     parse_url,
 )
-from tests.flaskapps import make_app, read_session, write_session
+from tests.flaskapps import make_app, read_session, settle, write_session
 from tests.servers import (
     ServerProcess,
     free_port,
@@ -66,12 +66,6 @@ def everything(store: MemcachedStore, prefix: bytes = b"") -> dict[bytes, Stored
 
 def url_of(*servers: ServerProcess) -> str:
     return "memcached://" + ",".join(f"127.0.0.1:{s.port}" for s in servers)
-
-
-def settle(app: t.Any) -> None:
-    """Wait for the app's noreply writes: a round trip on each of its connections."""
-    for client in app.session_interface.client.clients.values():
-        client.version()
 
 
 @pytest.fixture
