@@ -113,10 +113,6 @@ class DeadlineStore:
         self._seconds = seconds
         self._what = store.describe()
 
-    @property
-    def wrapped(self) -> Store:
-        return self._store
-
     def __getattr__(self, name: str) -> t.Any:
         value = getattr(self._store, name)
         if not callable(value):

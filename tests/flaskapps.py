@@ -134,6 +134,14 @@ def write_session(app: t.Any, data: dict[str, t.Any]) -> WrittenSession:
     return WrittenSession(cookie=value, sid=sid)
 
 
+def settle(app: t.Any) -> None:
+    """Wait for a memcached app's noreply writes: a round trip on each of its connections
+    (memcached serves each connection on its own thread, so another client's read may
+    otherwise come first)."""
+    for client in app.session_interface.client.clients.values():
+        client.version()
+
+
 def read_session(app: t.Any, cookie: str) -> dict[str, t.Any]:
     """What the app sees for ``cookie`` (an empty dict when it has no such session)."""
     client = app.test_client()

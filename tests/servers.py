@@ -120,17 +120,27 @@ def start_redis(extra: t.Sequence[str] = (), password: str | None = None) -> Ser
     return ServerProcess(port=port, process=process, workdir=workdir, args=args)
 
 
-def memcached_clock(port: int, host: str = "127.0.0.1") -> int:
-    """The server's own clock (``stats``: ``time``), which ticks once a second."""
+def memcached_exchange(port: int, request: bytes, end: bytes, host: str = "127.0.0.1") -> bytes:
+    """Send ``request`` as any client may, and read the reply up to ``end`` (left off)."""
     with socket.create_connection((host, port), timeout=10) as sock:
-        sock.sendall(b"stats\r\n")
+        sock.sendall(request)
         reply = b""
-        while not reply.endswith(b"END\r\n"):
+        while not reply.endswith(end):
             chunk = sock.recv(65536)
             if not chunk:
-                raise ConnectionError("memcached closed the connection during stats")
+                raise ConnectionError(f"memcached closed the connection before answering {request[:20]!r}")
             reply += chunk
-    for line in reply.split(b"\r\n"):
+    return reply[: -len(end)]
+
+
+def memcached_raw(port: int, request: bytes) -> bytes:
+    """The replies to meta commands, which ``mn`` ends (tests write what clients write)."""
+    return memcached_exchange(port, request + b"mn\r\n", b"MN\r\n")
+
+
+def memcached_clock(port: int, host: str = "127.0.0.1") -> int:
+    """The server's own clock (``stats``: ``time``), which ticks once a second."""
+    for line in memcached_exchange(port, b"stats\r\n", b"END\r\n", host).split(b"\r\n"):
         if line.startswith(b"STAT time "):
             return int(line.split()[2])
     raise AssertionError("memcached stats has no time")

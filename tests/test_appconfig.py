@@ -57,31 +57,32 @@ def test_redis_app_settings(apps) -> None:
     )
     settings = load_app_settings("shop:app")
     assert settings.session_type == "redis"
-    assert settings.interface == "RedisSessionInterface"
+    assert type(settings.app.session_interface).__name__ == "RedisSessionInterface"
     assert settings.store_url == "redis://127.0.0.1:6390/3"  # never the password
     assert type(settings.client).__name__ == "Redis"
     assert settings.client is settings.app.config["SESSION_REDIS"]
-    assert (settings.prefix, settings.serializer, settings.use_signer) == ("shop:", "json", True)
+    assert (settings.prefix, settings.app_serializer, settings.use_signer) == ("shop:", "json", True)
     assert settings.secret_keys == [SECRET, "old-key"]
     assert (settings.cookie_name, settings.lifetime) == ("session", 31 * 86400)
-    assert set(settings.as_dict()) == {
+    # Only what the app says: how values are read (--serializer) is the user's to say.
+    assert settings.given == {
+        "app",
+        "session_type",
         "store_url",
+        "client",
         "prefix",
-        "serializer",
+        "app_serializer",
+        "use_signer",
         "secret_keys",
         "cookie_name",
         "lifetime",
-        "client",
-        "app",
-        "table",
-        "schema",
     }
 
 
 def test_cookie_app_settings(apps) -> None:
     apps.write("cookieapp", COOKIE_APP)
     settings = load_app_settings("cookieapp")  # a module holding one Flask instance
-    assert settings.session_type is None and settings.store_url is None and settings.client is None
+    assert settings.session_type is None and not settings.given & {"store_url", "client", "session_type"}
     assert settings.secret_keys == [SECRET, "older-key"]
     assert (settings.cookie_name, settings.lifetime) == ("shop", 7200)
     assert (settings.cookie_salt, settings.cookie_digest) == ("cookie-session", "sha1")
@@ -263,3 +264,16 @@ def test_flaskenv_names_the_app_for_replay(cli, apps, monkeypatch) -> None:
     result = cli("replay", "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert result.json()["interface"] == "SecureCookieSessionInterface"
+
+
+def test_later_layers_win_and_may_clear_what_a_lower_one_set() -> None:
+    from sesstool.ops.settings import Settings, merge
+
+    from_app = Settings.layer({"store_url": "redis://app.internal/0", "client": object(), "prefix": "app:"})
+    from_user = Settings.layer({"store_url": "redis://other.internal/0", "client": None})
+    merged = merge(from_app, from_user)
+    assert (merged.store_url, merged.client, merged.prefix, merged.serializer) == (
+        "redis://other.internal/0", None, "app:", "auto")
+    assert merged.given == frozenset()
+    with pytest.raises(TypeError):
+        Settings.layer({"prefixes": "typo:"})

@@ -13,7 +13,7 @@ import pytest
 from sesstool.codecs import serializers
 from sesstool.stores.memcached import MemcachedStore, open_memcached
 from tests.conftest import CliRunner
-from tests.flaskapps import make_app, read_session, write_session
+from tests.flaskapps import make_app, read_session, settle, write_session
 from tests.servers import ServerProcess, free_port, start_memcached, wait_for_memcached_clock
 
 pytestmark = pytest.mark.network
@@ -29,12 +29,6 @@ def flush(*servers: ServerProcess) -> None:
 
 
 # About one Flask-Session id in 64 starts with "-": ids always go after "--".
-
-
-def settle(app: t.Any) -> None:
-    """Wait for the app's noreply writes: a round trip on each of its connections."""
-    for client in app.session_interface.client.clients.values():
-        client.version()
 
 
 class Deployment:

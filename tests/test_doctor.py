@@ -10,7 +10,8 @@ import msgspec
 import pytest
 
 from tests.apps import AppDir, app_dir, redis_app
-from tests.flaskapps import make_app, write_session
+from tests.flaskapps import make_app, settle, write_session
+from tests.servers import ServerProcess, start_memcached
 
 STRONG = "7c1f0b9e4d2a8356e1f0c3b7a9d2e4f60b8c1d3e5f7a9b2c"
 HEALTHY = 'app.config.update(SESSION_COOKIE_SECURE=True, SESSION_COOKIE_SAMESITE="Lax")'
@@ -104,16 +105,28 @@ def test_no_sessions_under_the_prefix_names_the_prefixes_that_hold_some(cli: t.A
     assert "shop_sess:" in messages(empty)["sessions.present"]
 
 
-def test_values_near_memcacheds_item_limit(cli: t.Any, memcached_server: t.Any) -> None:
+@pytest.fixture
+def own_memcached() -> t.Iterator[ServerProcess]:
+    """A memcached of one test's own: nothing another test wrote is in it (apps write
+    with noreply, so a flush may come before their last writes), and no LRU maintainer
+    moves items while the listing's dump walks them (the dump skips an item in motion)."""
+    server = start_memcached(["-o", "no_lru_maintainer"])
+    yield server
+    server.stop()
+
+
+def test_values_near_memcacheds_item_limit(cli: t.Any, own_memcached: ServerProcess) -> None:
     from pymemcache.client.base import Client
 
-    client = Client((memcached_server.host, memcached_server.port))
-    client.flush_all()
+    client = Client((own_memcached.host, own_memcached.port))
+    # Acknowledged writes: the listing reads on another connection, which memcached
+    # may serve before it reads what this one sent.
     client.set(b"session:big-session-near-the-limit-0001", msgspec.msgpack.encode({"blob": "x" * 960_000}),
-               expire=600)
-    client.set(b"session:small-session-0000000000000000001", msgspec.msgpack.encode({"a": 1}), expire=600)
+               expire=600, noreply=False)
+    client.set(b"session:small-session-0000000000000000001", msgspec.msgpack.encode({"a": 1}), expire=600,
+               noreply=False)
     client.close()
-    url = f"memcached://{memcached_server.host}:{memcached_server.port}"
+    url = f"memcached://{own_memcached.host}:{own_memcached.port}"
     result = cli("doctor", "--store", url, "--format", "json")
     assert levels(result)["sessions.size"] == "warn", result.stdout
     assert "1 value near the store's 1 MiB item limit" in messages(result)["sessions.size"]
@@ -196,15 +209,11 @@ def test_a_flask_cookie_session_is_not_a_session_id(cli: t.Any, redis_url: str) 
     assert result.exit_code == 1 and levels(result)["cookie.kind"] == "fail"
 
 
-def test_memcached_sessions_under_another_prefix(cli: t.Any, memcached_server: t.Any) -> None:
-    app = make_app(memcached_servers=[(memcached_server.host, memcached_server.port)], prefix="other:")
-    from pymemcache.client.base import Client
-
-    client = Client((memcached_server.host, memcached_server.port))
-    client.flush_all()
-    client.close()
+def test_memcached_sessions_under_another_prefix(cli: t.Any, own_memcached: ServerProcess) -> None:
+    app = make_app(memcached_servers=[(own_memcached.host, own_memcached.port)], prefix="other:")
     write_session(app, {"a": 1})
-    url = f"memcached://{memcached_server.host}:{memcached_server.port}"
+    settle(app)
+    url = f"memcached://{own_memcached.host}:{own_memcached.port}"
     result = cli("doctor", "--store", url, "--format", "json")
     assert result.exit_code == 1
     assert "'other:' (1 key)" in messages(result)["sessions.present"]

@@ -13,38 +13,28 @@ import pytest
 
 from sesstool.codecs import serializers
 from tests.conftest import CliRunner
-from tests.servers import ServerProcess, wait_for_memcached_clock
+from tests.servers import ServerProcess, memcached_raw, wait_for_memcached_clock
 
 pytestmark = pytest.mark.network
-
-
-def raw(port: int, request: bytes) -> bytes:
-    """Send raw protocol and read until the reply ends (what any client can send)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(request + b"mn\r\n")
-        out = b""
-        while not out.endswith(b"MN\r\n"):
-            out += sock.recv(65536)
-    return out[:-4]
 
 
 def plant_binary_key(port: int, key: bytes, value: bytes = b"x") -> None:
     """Store ``key`` as any client can: memcached 1.6's meta ``ms`` takes a base64 key
     (flag ``b``) and then holds the raw bytes, CR/LF and spaces included."""
-    reply = raw(port, b"ms %s %d b T0\r\n%s\r\n" % (base64.b64encode(key), len(value), value))
+    reply = memcached_raw(port, b"ms %s %d b T0\r\n%s\r\n" % (base64.b64encode(key), len(value), value))
     assert reply == b"HD\r\n"
 
 
 @pytest.fixture
 def mc(memcached_server: ServerProcess) -> ServerProcess:
-    assert raw(memcached_server.port, b"flush_all\r\n") == b"OK\r\n"
+    assert memcached_raw(memcached_server.port, b"flush_all\r\n") == b"OK\r\n"
     return memcached_server
 
 
 def good_sessions(port: int, count: int) -> None:
     for i in range(count):
         value = serializers.encode({"user_id": i}, "msgpack")
-        assert raw(port, b"set session:good%d 0 0 %d\r\n%s\r\n" % (i, len(value), value)) == b"STORED\r\n"
+        assert memcached_raw(port, b"set session:good%d 0 0 %d\r\n%s\r\n" % (i, len(value), value)) == b"STORED\r\n"
 
 
 INJECTIONS = [
@@ -97,8 +87,8 @@ def test_an_expiry_memcached_cannot_hold_is_refused_and_the_session_kept(
     result = cli("expire", "--store", url, *when, "--", "good0")
     assert result.exit_code == 2, result.stderr
     assert result.stderr.startswith("error: ") and "2038" in result.stderr
-    assert b"VA" in raw(mc.port, b"mg session:good0 v\r\n")  # not expired by a wrapped exptime
-    assert b"t-1" in raw(mc.port, b"mg session:good0 t\r\n")  # and its expiry untouched
+    assert b"VA" in memcached_raw(mc.port, b"mg session:good0 v\r\n")  # not expired by a wrapped exptime
+    assert b"t-1" in memcached_raw(mc.port, b"mg session:good0 t\r\n")  # and its expiry untouched
 
 
 def test_ttls_are_range_checked_before_anything_is_sent(mc: ServerProcess) -> None:
@@ -119,7 +109,7 @@ def test_ttls_are_range_checked_before_anything_is_sent(mc: ServerProcess) -> No
         with pytest.raises(InvalidInput):
             store.set_many([(b"session:ok", b"v", 60), (b"session:new", b"v", ttl)])
     # A batch with one bad entry writes none of them.
-    assert raw(mc.port, b"mg session:ok v\r\nmg session:new v\r\n") == b"EN\r\nEN\r\n"
+    assert memcached_raw(mc.port, b"mg session:ok v\r\nmg session:new v\r\n") == b"EN\r\nEN\r\n"
     store.close()
 
 
@@ -166,7 +156,7 @@ def test_a_read_connection_sends_only_requests_that_read(mc: ServerProcess) -> N
         conn.send(b"flush_all\r\n")  # type: ignore[arg-type]
     assert conn.call(commands.version(), 1, "version")[0].startswith(b"VERSION")
     conn.close()
-    assert b"VA" in raw(mc.port, b"mg session:good0 v\r\n")
+    assert b"VA" in memcached_raw(mc.port, b"mg session:good0 v\r\n")
 
 
 @pytest.mark.parametrize("key", [b"", b"a" * 251, b"a b", b"a\rb", b"a\nb", b"a\x00", b"a\x7f", b"a\tb"])
@@ -282,9 +272,9 @@ def test_any_valid_key_is_listed_and_read_back_from_a_real_server(memcached_serv
                                                                   rests: list[bytes]) -> None:  # fmt: skip
     from sesstool.stores.memcached import MemcachedStore
 
-    raw(memcached_server.port, b"flush_all\r\n")
+    memcached_raw(memcached_server.port, b"flush_all\r\n")
     for rest in rests:
-        assert raw(memcached_server.port, b"set session:%s 0 0 1\r\nx\r\n" % rest) == b"STORED\r\n"
+        assert memcached_raw(memcached_server.port, b"set session:%s 0 0 1\r\nx\r\n" % rest) == b"STORED\r\n"
     store = MemcachedStore([("127.0.0.1", memcached_server.port)])
     listed = sorted(item.key for batch in store.scan(b"session:") for item in batch)
     store.close()
@@ -364,5 +354,5 @@ def test_a_cas_whose_reply_is_lost_is_read_back_and_reported_as_written(cli: Cli
     finally:
         stop.set()
     assert result.exit_code == 0, result.stderr
-    value = raw(mc.port, b"mg session:good0 v\r\n").split(b"\r\n")[1]
+    value = memcached_raw(mc.port, b"mg session:good0 v\r\n").split(b"\r\n")[1]
     assert serializers.decode(value)[1] == {"user_id": 7}

@@ -17,7 +17,7 @@ import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sesstool.ops.listing import ScanCounters, iter_decoded, iter_plain_records
+from sesstool.ops.listing import Scan, iter_decoded, iter_plain_records
 from sesstool.ops.purge import Criteria, purge
 from sesstool.ops.selectors import parse_all
 from sesstool.ops.stats import StatsAccumulator
@@ -73,18 +73,19 @@ def test_the_wrapper_really_repeats_keys(repeating_store: RedisStore) -> None:
 
 
 def test_list_yields_each_session_once(repeating_store: RedisStore) -> None:
-    counters = ScanCounters()
-    records = list(iter_plain_records(repeating_store, "session:", batch=BATCH, counters=counters))
+    scan = Scan(repeating_store, "session:", batch=BATCH)
+    records = list(iter_plain_records(scan))
+    counters = scan.counters
     assert len(records) == len({r["key"] for r in records}) == SESSIONS
     assert counters.scanned == counters.matched == SESSIONS
     where = parse_all(["user_id=3"])
-    decoded = list(iter_decoded(repeating_store, "session:", where=where, batch=BATCH))
+    decoded = list(iter_decoded(Scan(repeating_store, "session:", batch=BATCH), where))
     assert len(decoded) == len({d.item.key for d in decoded}) == SESSIONS // 10
 
 
 def test_stats_counts_each_session_once(repeating_store: RedisStore) -> None:
     accumulator = StatsAccumulator()
-    for decoded in iter_decoded(repeating_store, "session:", batch=BATCH):
+    for decoded in iter_decoded(Scan(repeating_store, "session:", batch=BATCH)):
         accumulator.add(decoded)
     assert accumulator.result()["count"] == SESSIONS
 

@@ -197,13 +197,6 @@ def test_garbage_is_unknown_never_an_exception(raw: bytes) -> None:
         assert serializers.decode(raw, serializer) == ("unknown", None)
 
 
-def test_decode_or_raise() -> None:
-    assert serializers.decode_or_raise(b"\x81\xa1a\x01") == ("msgpack", {"a": 1})
-    with pytest.raises(UndecodableValue, match="cannot decode session:abc as json") as info:
-        serializers.decode_or_raise(b"\x81\xa1a\x01", "json", what="session:abc")
-    assert info.value.exit_code == 4
-
-
 @examples(500)
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_never_raise(raw: bytes) -> None:

@@ -27,8 +27,16 @@ from sesstool.stores.memcached import (
     open_memcached,
     parse_url,
 )
-from tests.flaskapps import make_app, read_session, write_session
-from tests.servers import ServerProcess, free_port, memcached_clock, start_memcached, wait_for_memcached_clock
+from tests.flaskapps import make_app, read_session, settle, write_session
+from tests.servers import (
+    ServerProcess,
+    free_port,
+    memcached_clock,
+    memcached_exchange,
+    memcached_raw,
+    start_memcached,
+    wait_for_memcached_clock,
+)
 
 pytestmark = pytest.mark.network
 
@@ -38,32 +46,17 @@ DAY = 24 * 60 * 60
 # -- helpers ---------------------------------------------------------------------------
 
 
-def raw(port: int, request: bytes) -> bytes:
-    """Send raw protocol and read until the reply ends (tests write what clients write)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(request + b"mn\r\n")
-        out = b""
-        while not out.endswith(b"MN\r\n"):
-            out += sock.recv(65536)
-    return out[:-4]
-
-
 def metadump(port: int) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"lru_crawler metadump all\r\n")
-        out = b""
-        while not out.endswith(b"END\r\n"):
-            out += sock.recv(65536)
-    return out
+    return memcached_exchange(port, b"lru_crawler metadump all\r\n", b"END\r\n")
 
 
 def flush(*servers: ServerProcess) -> None:
     for server in servers:
-        assert raw(server.port, b"flush_all\r\n") == b"OK\r\n"
+        assert memcached_raw(server.port, b"flush_all\r\n") == b"OK\r\n"
 
 
 def raw_set(port: int, key: bytes, value: bytes, *, flags: int = 0, exptime: int = 0) -> None:
-    reply = raw(port, b"set %s %d %d %d\r\n%s\r\n" % (key, flags, exptime, len(value), value))
+    reply = memcached_raw(port, b"set %s %d %d %d\r\n%s\r\n" % (key, flags, exptime, len(value), value))
     assert reply == b"STORED\r\n"
 
 
@@ -73,12 +66,6 @@ def everything(store: MemcachedStore, prefix: bytes = b"") -> dict[bytes, Stored
 
 def url_of(*servers: ServerProcess) -> str:
     return "memcached://" + ",".join(f"127.0.0.1:{s.port}" for s in servers)
-
-
-def settle(app: t.Any) -> None:
-    """Wait for the app's noreply writes: a round trip on each of its connections."""
-    for client in app.session_interface.client.clients.values():
-        client.version()
 
 
 @pytest.fixture
@@ -105,7 +92,7 @@ def pair(memcached_pair: tuple[ServerProcess, ServerProcess]) -> tuple[ServerPro
 
 def test_scan_lists_every_item_under_the_prefix_in_batches(store: MemcachedStore, mc: ServerProcess) -> None:
     request = b"".join(b"set session:%d 0 %d 3 noreply\r\nv%02d\r\n" % (i, 1000 + i, i % 100) for i in range(1234))
-    raw(mc.port, request + b"set other:1 0 0 1 noreply\r\nx\r\n")
+    memcached_raw(mc.port, request + b"set other:1 0 0 1 noreply\r\nx\r\n")
     batches = list(store.scan(b"session:", batch=100))
     items = {item.key: item for batch in batches for item in batch}
     assert sorted(items) == sorted(b"session:%d" % i for i in range(1234))
@@ -232,7 +219,7 @@ def test_compressed_values_are_decompressed_and_written_back_plain(store: Memcac
     assert serializers.decode(t.cast(bytes, item.value)) == ("msgpack", data)
     assert store.compare_and_set(item, serializers.encode({"user_id": 43}, "msgpack"))
     plain = serializers.encode({"user_id": 43}, "msgpack")
-    assert raw(mc.port, b"mg session:z f v\r\n") == b"VA %d f0\r\n%s\r\n" % (len(plain), plain)
+    assert memcached_raw(mc.port, b"mg session:z f v\r\n") == b"VA %d f0\r\n%s\r\n" % (len(plain), plain)
 
 
 def test_decompression_is_bounded() -> None:
@@ -261,7 +248,7 @@ def test_client_pickled_values_stay_pickle(store: MemcachedStore, mc: ServerProc
     with pytest.raises(UndecodableValue, match="must stay pickle"):
         store.compare_and_set(item, serializers.encode({"user_id": 8}, "msgpack"))
     assert store.compare_and_set(item, serializers.encode({"user_id": 8}, "pickle"))
-    assert raw(mc.port, b"mg session:pk f\r\n") == b"HD f1\r\n"
+    assert memcached_raw(mc.port, b"mg session:pk f\r\n") == b"HD f1\r\n"
 
 
 # -- the real Flask-Session 0.8 app ---------------------------------------------------------
@@ -357,9 +344,9 @@ def test_items_are_written_back_to_the_server_they_were_listed_on(pair: tuple[Se
     items = [item for batch in store.scan(b"session:") for item in batch]
     stray = next(item for item in items if item.value == b"stray")
     assert store.compare_and_set(stray, b"stray2")
-    assert raw(second.port, b"mg %s v\r\n" % key) == b"VA 6\r\nstray2\r\n"
+    assert memcached_raw(second.port, b"mg %s v\r\n" % key) == b"VA 6\r\nstray2\r\n"
     assert store.delete_if_unchanged(items) == 1  # the stray's token moved on
-    assert raw(first.port, b"mg %s v\r\n" % key) == b"EN\r\n"
+    assert memcached_raw(first.port, b"mg %s v\r\n" % key) == b"EN\r\n"
 
 
 # -- errors and URLs --------------------------------------------------------------------------
@@ -473,7 +460,7 @@ def test_reclaim_expired_frees_items_past_their_expiry() -> None:
     server = start_memcached(["-o", "no_lru_maintainer"])
     try:
         request = b"".join(b"set session:old%d 0 1 1 noreply\r\nx\r\n" % i for i in range(5))
-        raw(server.port, request + b"set session:live 0 0 1 noreply\r\nx\r\n")
+        memcached_raw(server.port, request + b"set session:live 0 0 1 noreply\r\nx\r\n")
         wait_for_memcached_clock(server.port, 2)  # past the 1 s expiry on the server's clock
         store = open_memcached(url_of(server))
         assert sorted(everything(store)) == [b"session:live"]  # invisible, but still held

@@ -354,7 +354,8 @@ def test_the_app_settings_name_the_engine_table_and_schema_never_the_password(
     with app_dir(tmp_path, monkeypatch) as apps:
         apps.write("pgweb", sqlalchemy_app(url, table="web_sessions", prefix="web:"))
         settings = load_app_settings("pgweb:app")
-    assert settings.session_type == "sqlalchemy" and settings.interface == "SqlAlchemySessionInterface"
+    assert settings.session_type == "sqlalchemy"
+    assert type(settings.app.session_interface).__name__ == "SqlAlchemySessionInterface"
     assert (settings.table, settings.schema, settings.prefix) == ("web_sessions", None, "web:")
     assert settings.store_url is not None and PG_PASSWORD not in settings.store_url and "***" in settings.store_url
     assert type(settings.client).__name__ == "Engine"

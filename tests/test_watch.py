@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import typing as t
 import uuid
 import warnings
@@ -64,9 +65,26 @@ class Watcher:
             if not line or line.startswith("watching "):
                 break
 
+        self._read = b""  # stdout read so far by wait_for_records, raw: finish reads the rest
+
     @property
     def ready(self) -> bool:
         return self.stderr[-1].startswith("watching ")
+
+    def wait_for_records(self, count: int, timeout: float = 60) -> None:
+        """Return once it has written ``count`` records (each as its event happens):
+        a test acts next only on what the watch has already seen."""
+        import select
+
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()  # read below Python's buffer, which communicate() would not see
+        deadline = time.monotonic() + timeout
+        while self._read.count(b"\n") < count:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(left, 0))
+            chunk = os.read(fd, 65536) if ready else b""
+            assert chunk, f"watch wrote {self._read!r} and then nothing for {timeout}s, or exited"
+            self._read += chunk
 
     def finish(self) -> tuple[int, list[dict[str, t.Any]], str]:
         try:
@@ -74,7 +92,8 @@ class Watcher:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             out, err = self.proc.communicate()
-        return self.proc.returncode, [json.loads(line) for line in out.splitlines()], "".join(self.stderr) + err
+        lines = (self._read.decode() + out).splitlines()
+        return self.proc.returncode, [json.loads(line) for line in lines], "".join(self.stderr) + err
 
 
 def save(app: t.Any, client: t.Any, body: dict[str, t.Any]) -> None:
@@ -147,6 +166,9 @@ def test_where_selects_by_data_and_follows_matched_sessions(notifications_off: t
     save(app, alice, {"user_id": 42, "cart": 1})
     notifications_off.set("session:garbage", b"\xc1\xff not a session")
     sid = sid_of(app, alice)
+    # The watch reads a changed session's value when the event arrives: one already
+    # deleted by then matches nothing. Clear it only once the change is reported.
+    watcher.wait_for_records(2)
     assert alice.post("/clear").status_code == 200
     code, records, err = watcher.finish()
     assert code == 0, err

@@ -24,9 +24,9 @@ import os
 import sys
 import typing as t
 import warnings
-from dataclasses import dataclass
 
 from sesstool.errors import InvalidInput
+from sesstool.ops.settings import Settings
 
 SUPPORTED_TYPES = ("redis", "memcached", "sqlalchemy", "filesystem", "cachelib")
 # Flask-Session's own fallbacks when SESSION_REDIS / SESSION_MEMCACHED is unset.
@@ -34,67 +34,15 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_MEMCACHED_URL = "memcached://127.0.0.1:11211"
 
 
-@dataclass
-class AppSettings:
-    """Session settings read from a Flask app's config.
-
-    ``None`` means "the app does not say", so the caller keeps its own value.
-
-    :param app: the loaded Flask app.
-    :param session_type: ``SESSION_TYPE`` lower-cased; ``None`` for Flask's cookie
-        sessions or a custom interface configured without it.
-    :param interface: class name of ``app.session_interface``.
-    :param store_url: a URL naming the app's store (never with a password); with a
-        ``client`` it only names the store in messages.
-    :param client: the app's ready redis / pymemcache client, when it has one.
-    :param secret_keys: ``SECRET_KEY`` first, then ``SECRET_KEY_FALLBACKS``.
-    :param lifetime: ``PERMANENT_SESSION_LIFETIME`` in whole seconds.
-    :param use_signer: ``SESSION_USE_SIGNER`` (session ids signed in the cookie).
-    :param cookie_salt: the salt of Flask's cookie sessions (``"cookie-session"``
-        unless the app's interface changes it); ``None`` for other interfaces.
-    :param cookie_digest: the name of their digest (``"sha1"``), likewise.
-    """
-
-    app: t.Any
-    session_type: str | None = None
-    interface: str = ""
-    store_url: str | None = None
-    client: t.Any = None
-    prefix: str | None = None
-    serializer: str | None = None
-    secret_keys: list[str | bytes] | None = None
-    cookie_name: str | None = None
-    lifetime: int | None = None
-    use_signer: bool | None = None
-    cookie_salt: str | None = None
-    cookie_digest: str | None = None
-    table: str | None = None
-    schema: str | None = None
-
-    def as_dict(self) -> dict[str, t.Any]:
-        """The fields that :class:`sesstool.cli.options.Settings` also has."""
-        return {
-            "store_url": self.store_url,
-            "prefix": self.prefix,
-            "serializer": self.serializer,
-            "secret_keys": self.secret_keys,
-            "cookie_name": self.cookie_name,
-            "lifetime": self.lifetime,
-            "client": self.client,
-            "app": self.app,
-            "table": self.table,
-            "schema": self.schema,
-        }
-
-
-def load_app_settings(import_path: str, *, require_store: bool = True) -> AppSettings:
-    """Load the app ``import_path`` names and read its session settings.
+def load_app_settings(import_path: str, *, require_store: bool = True) -> Settings:
+    """Load the app ``import_path`` names and read its session settings: the layer of
+    :class:`~sesstool.ops.settings.Settings` that sets only what the app says.
 
     :param require_store: refuse a ``SESSION_TYPE`` sesstool cannot read (commands
         that open the store); ``replay`` passes ``False`` since it runs the app's
         own interface, whatever its backend.
     :raises InvalidInput: when the app cannot be loaded, or (with ``require_store``)
-        its ``SESSION_TYPE`` is neither redis nor memcached.
+        its ``SESSION_TYPE`` names a store sesstool does not read (:data:`SUPPORTED_TYPES`).
     """
     return settings_from_app(load_app(import_path), require_store=require_store)
 
@@ -156,53 +104,62 @@ def load_app(import_path: str) -> t.Any:
             os.environ["FLASK_RUN_FROM_CLI"] = previous
 
 
-def settings_from_app(app: t.Any, *, require_store: bool = True) -> AppSettings:
+def settings_from_app(app: t.Any, *, require_store: bool = True) -> Settings:
     """Read the session settings of a loaded app (see :func:`load_app_settings`)."""
     config = app.config
     interface = app.session_interface
-    settings = AppSettings(app=app, interface=type(interface).__name__)
-
     keys = [config.get("SECRET_KEY"), *(config.get("SECRET_KEY_FALLBACKS") or ())]
-    settings.secret_keys = [key for key in keys if key] or None
     get_cookie_name = getattr(interface, "get_cookie_name", None)
-    settings.cookie_name = get_cookie_name(app) if callable(get_cookie_name) else None
-    settings.cookie_name = settings.cookie_name or config.get("SESSION_COOKIE_NAME")
-    settings.lifetime = int(app.permanent_session_lifetime.total_seconds())
-    settings.prefix = config.get("SESSION_KEY_PREFIX")
+    cookie_name = get_cookie_name(app) if callable(get_cookie_name) else None
     serializer = config.get("SESSION_SERIALIZATION_FORMAT")
-    settings.serializer = serializer.lower() if isinstance(serializer, str) else None
     signer = config.get("SESSION_USE_SIGNER")
-    settings.use_signer = bool(signer) if signer is not None else None
-    _read_cookie_signing(interface, settings)
+    said = {
+        "app": app,
+        "secret_keys": [key for key in keys if key] or None,
+        "cookie_name": cookie_name or config.get("SESSION_COOKIE_NAME"),
+        "lifetime": int(app.permanent_session_lifetime.total_seconds()),
+        "prefix": config.get("SESSION_KEY_PREFIX"),
+        "app_serializer": serializer.lower() if isinstance(serializer, str) else None,
+        "use_signer": bool(signer) if signer is not None else None,
+        **_cookie_signing(interface),
+        **_store_settings(app, require_store),
+    }
+    # A setting the config leaves out (None) is one the app does not say.
+    return Settings.layer({name: value for name, value in said.items() if value is not None})
 
+
+def _store_settings(app: t.Any, require_store: bool) -> dict[str, t.Any]:
+    """``session_type``, ``store_url`` and ``client`` (and for SQL ``table``/``schema``)."""
+    config = app.config
     session_type = config.get("SESSION_TYPE")
     session_type = session_type.lower() if isinstance(session_type, str) else None
     if session_type in (None, "null"):
         # Flask's cookie sessions, or an interface set up without SESSION_TYPE.
-        return settings
-    settings.session_type = session_type
+        return {}
     if session_type == "redis":
-        settings.client = config.get("SESSION_REDIS")
-        settings.store_url = redis_client_url(settings.client) if settings.client is not None else DEFAULT_REDIS_URL
-    elif session_type == "memcached":
+        client = config.get("SESSION_REDIS")
+        return {"session_type": session_type, "client": client,
+                "store_url": redis_client_url(client) if client is not None else DEFAULT_REDIS_URL}
+    if session_type == "memcached":
         client = config.get("SESSION_MEMCACHED")
-        settings.store_url = memcached_client_url(client) if client is not None else DEFAULT_MEMCACHED_URL
         # The client itself, not just its servers: open_memcached reads from it how
         # the app spreads keys (rendezvous, python-memcached's crc32, pylibmc's modula).
-        settings.client = client
-    elif session_type == "sqlalchemy":
-        _read_sqlalchemy(app, settings)
-    elif session_type in ("filesystem", "cachelib"):
-        settings.store_url = file_cache_url(interface, config, session_type)
-        if settings.store_url is None and require_store:
+        return {"session_type": session_type, "client": client,
+                "store_url": memcached_client_url(client) if client is not None else DEFAULT_MEMCACHED_URL}
+    if session_type == "sqlalchemy":
+        return {"session_type": session_type, **_read_sqlalchemy(app)}
+    if session_type in ("filesystem", "cachelib"):
+        url = file_cache_url(app.session_interface, config, session_type)
+        if url is None and require_store:
             raise InvalidInput(f"SESSION_TYPE {session_type!r} with a cache other than cachelib's FileSystemCache: "
                                "sesstool reads only its directories (file://)")
-    elif require_store:
+        return {"session_type": session_type, "store_url": url}
+    if require_store:
         raise InvalidInput(
             f"unsupported SESSION_TYPE {session_type!r}: sesstool supports "
             f"{', '.join(SUPPORTED_TYPES[:-1])} and {SUPPORTED_TYPES[-1]}"
         )
-    return settings
+    return {"session_type": session_type}
 
 
 def file_cache_url(interface: t.Any, config: t.Any, session_type: str) -> str | None:
@@ -223,11 +180,9 @@ def file_cache_url(interface: t.Any, config: t.Any, session_type: str) -> str | 
     return "file://" + os.path.abspath(path) + query
 
 
-def _read_sqlalchemy(app: t.Any, settings: AppSettings) -> None:
+def _read_sqlalchemy(app: t.Any) -> dict[str, t.Any]:
     """The engine, table and schema of Flask-Session's SQLAlchemy store."""
     config = app.config
-    settings.table = config.get("SESSION_SQLALCHEMY_TABLE") or "sessions"
-    settings.schema = config.get("SESSION_SQLALCHEMY_SCHEMA") or None
     db = config.get("SESSION_SQLALCHEMY")
     if db is None:
         db = getattr(app.session_interface, "client", None)  # the instance Flask-Session made
@@ -237,18 +192,22 @@ def _read_sqlalchemy(app: t.Any, settings: AppSettings) -> None:
             engine = db.engines[bind_key] if bind_key else db.engine
     except Exception as e:  # the app's own setup failed; say how, in one line
         raise InvalidInput(f"cannot read the app's SESSION_SQLALCHEMY engine: {_one_line(e)}") from e
-    settings.client = engine
-    settings.store_url = engine.url.render_as_string(hide_password=True)
+    return {"client": engine, "store_url": engine.url.render_as_string(hide_password=True),
+            "table": config.get("SESSION_SQLALCHEMY_TABLE") or "sessions",
+            "schema": config.get("SESSION_SQLALCHEMY_SCHEMA") or None}
 
 
-def _read_cookie_signing(interface: t.Any, settings: AppSettings) -> None:
-    """Salt and digest of Flask's cookie sessions, which an app may override in a subclass."""
-    from flask.sessions import SecureCookieSessionInterface
-
-    if isinstance(interface, SecureCookieSessionInterface):
-        settings.cookie_salt = interface.salt
-        digest = interface.digest_method()
-        settings.cookie_digest = getattr(digest, "name", None)
+def _cookie_signing(interface: t.Any) -> dict[str, t.Any]:
+    """The salt and digest of the app's session interface, where it has them (Flask's
+    cookie sessions, which an app may override in a subclass)."""
+    said: dict[str, t.Any] = {"cookie_salt": getattr(interface, "salt", None)}
+    method = getattr(interface, "digest_method", None)
+    if callable(method):
+        try:
+            said["cookie_digest"] = method().name
+        except (TypeError, AttributeError):  # not a hashlib constructor: the user's --digest decides
+            pass
+    return said
 
 
 def redis_client_url(client: t.Any) -> str:

@@ -10,7 +10,7 @@ import typing as t
 
 import click
 
-from sesstool.cli.inspect import batch_option, warn_other_types, warn_skipped, where_option
+from sesstool.cli.inspect import batch_option, reading, warn_other_types, warn_skipped, where_option
 from sesstool.cli.options import format_option, pacer_for, rate_option, resolve_settings, store_options
 from sesstool.render.env import Environment
 from sesstool.render.output import Column, emit_many, emit_one, emit_text
@@ -213,24 +213,12 @@ def export(ctx: click.Context, /, where: tuple[str, ...], batch: int, rate: int 
       sesstool export > sessions.ndjson
       sesstool export --where user_id=42 --rate 5000 | gzip > user42.ndjson.gz
     """
-    from sesstool.ops.listing import ScanCounters
-    from sesstool.ops.selectors import parse_all
     from sesstool.ops.transfer import iter_export
 
     env: Environment = ctx.obj
-    settings = resolve_settings(ctx)
-    predicate = parse_all(where)
-    store = settings.open_store()
-    counters = ScanCounters()
-    progress = Progress(env.stderr, "exported", enabled=env.show_progress)
-    try:
-        records = iter_export(store, settings.prefix, serializer=settings.serializer, where=predicate,
-                              batch=batch, pacer=pacer_for(rate), counters=counters, on_batch=progress.advance)
-        emit_many(env, records, fmt, [])
-    finally:
-        progress.finish()
-        store.close()
-    warn_other_types(env, counters, settings.prefix, selected=predicate is not None)
+    with reading(ctx, where, "exported", batch=batch, rate=rate) as (scan, predicate):
+        emit_many(env, iter_export(scan, predicate), fmt, [])
+    warn_other_types(env, scan.counters, scan.prefix, selected=predicate is not None)
 
 
 @click.command("import")

@@ -49,15 +49,9 @@ def _signer_settings(
     from sesstool.cookies.format import DEFAULT_DIGEST, digest_name
 
     settings = resolve_settings(ctx, require_store=False)
-    interface = getattr(settings.app, "session_interface", None)
-    if interface is not None:
-        salt = salt or getattr(interface, "salt", None)
-        method = getattr(interface, "digest_method", None)
-        if digest is None and callable(method):
-            try:
-                digest = method().name
-            except (TypeError, AttributeError):
-                pass
+    if settings.app is not None:
+        salt = salt or settings.cookie_salt
+        digest = settings.cookie_digest if digest is None else digest
         cookie_name = cookie_name or settings.cookie_name
     return _Signer(list(settings.secret_keys), salt, digest_name(digest or DEFAULT_DIGEST), cookie_name)
 

@@ -45,8 +45,7 @@ def doctor(ctx: click.Context, /, cookie: str | None, cookie_name: str | None, f
     config = getattr(settings.app, "config", None)
     # With --app, the store is the app's, unless it keeps sessions elsewhere (Flask's
     # cookie, or a backend sesstool does not read) and --store names none.
-    has_store = config is None or given(ctx, "store_url") or str(config.get("SESSION_TYPE")).lower() in SUPPORTED_TYPES
-    use_signer = config.get("SESSION_USE_SIGNER") if config is not None else None
+    has_store = config is None or given(ctx, "store_url") or settings.session_type in SUPPORTED_TYPES
 
     def open_other(url: str) -> t.Any:
         return dataclasses.replace(settings, store_url=url, client=None).open_store()
@@ -57,7 +56,7 @@ def doctor(ctx: click.Context, /, cookie: str | None, cookie_name: str | None, f
         app_serializer=settings.app_serializer, lifetime=settings.lifetime, cookie=cookie,
         cookie_context=CookieContext(settings.prefix, settings.serializer, settings.secret_keys,
                                      cookie_name or settings.cookie_name, settings.store_url,
-                                     None if use_signer is None else bool(use_signer), open_other),
+                                     settings.use_signer, open_other),
     )).as_json()
     emit_checklist(env, report, fmt)
     if report["failed"]:

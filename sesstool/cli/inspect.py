@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import typing as t
 
 import click
 
 from sesstool.cli.completion import complete_session_ids
-from sesstool.cli.options import Settings, format_option, paced, rate_option, resolve_settings, store_options
+from sesstool.cli.options import format_option, paced, rate_option, resolve_settings, store_options
 from sesstool.durations import format_duration
+from sesstool.ops.pacing import DEFAULT_BATCH, PACED_STEP, batch_for
 from sesstool.render.env import Environment
 from sesstool.render.output import Column, emit_many, emit_one
 from sesstool.render.progress import Progress
 from sesstool.render.terminal import printable
 
 if t.TYPE_CHECKING:
-    from sesstool.ops.listing import ScanCounters
+    from sesstool.ops.listing import Scan, ScanCounters
+    from sesstool.ops.selectors import Predicate
+    from sesstool.ops.settings import Settings
 
 LIST_COLUMNS = [
     Column("sid", "SID"),
@@ -38,11 +42,6 @@ def where_option(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     )(fn)
 
 
-DEFAULT_BATCH = 1000
-#: with --rate, a round trip carries about this many seconds' worth of the rate
-PACED_STEP = 0.005
-
-
 def batch_option(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     return click.option(
         "--batch",
@@ -55,18 +54,9 @@ def batch_option(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
 
 
 def _batch_size(ctx: click.Context, param: click.Parameter, batch: int | None) -> int:
-    # A big batch is one long step for a single-threaded server, which every other
-    # client waits behind: measured beside an app-like workload (benchmarks/
-    # bench_gentle.py), 1,000-key steps raise its p99 latency several times more than
-    # 100-key steps at the same --rate. So a paced command takes small steps. An
-    # option given on the command line is processed before one left to its default,
-    # so --rate is known here when the user gave it.
-    if batch is not None:
-        return batch
-    rate = ctx.params.get("rate")
-    if rate is None:
-        return DEFAULT_BATCH
-    return max(10, min(DEFAULT_BATCH, int(rate * PACED_STEP)))
+    # An option given on the command line is processed before one left to its
+    # default, so --rate is known here when the user gave it.
+    return batch if batch is not None else batch_for(ctx.params.get("rate"))
 
 
 def warn_other_types(env: Environment, counters: ScanCounters, prefix: str, *, selected: bool = False) -> None:
@@ -94,6 +84,30 @@ def session_key(settings: Settings, text: str) -> bytes:
     from sesstool.cookies.sids import resolve_sid
 
     return resolve_sid(text, settings.prefix, settings.secret_keys, settings.cookie_name).key
+
+
+@contextlib.contextmanager
+def reading(ctx: click.Context, where: tuple[str, ...], label: str, *, batch: int, rate: int | None,
+            progress: bool = True) -> t.Iterator[tuple[Scan, Predicate | None]]:
+    """The read-only pass of ``list``, ``stats`` or ``export`` over the sessions under
+    the prefix, with its ``--where``, its progress line (``label``) and its ``--rate``.
+
+    The store is closed and the progress line cleared when the block ends; the
+    command then warns of what the scan skipped (:func:`warn_other_types`).
+    """
+    from sesstool.ops.listing import Scan
+    from sesstool.ops.selectors import parse_all
+
+    env: Environment = ctx.obj
+    settings = resolve_settings(ctx)
+    predicate = parse_all(where)
+    store = settings.open_store()
+    line = Progress(env.stderr, label, enabled=env.show_progress and progress)
+    try:
+        yield Scan(store, settings.prefix, settings.serializer, batch, on_batch=paced(line.advance, rate)), predicate
+    finally:
+        line.finish()
+        store.close()
 
 
 @click.command("list")
@@ -136,45 +150,21 @@ def list_sessions(
       sesstool list --sort size --limit 10 --data
       sesstool list --rate 5000 --format ndjson > sessions.ndjson   # gentle on a busy store
     """
-    from sesstool.ops.listing import ScanCounters, iter_decoded, iter_plain_records, iter_records
-    from sesstool.ops.selectors import parse_all
+    from sesstool.ops.listing import iter_decoded, iter_plain_records, iter_records
     from sesstool.stores.capabilities import Capability
 
     env: Environment = ctx.obj
-    settings = resolve_settings(ctx)
-    predicate = parse_all(where)
-    store = settings.open_store()
-    counters = ScanCounters()
-    progress = Progress(env.stderr, "scanned", enabled=env.show_progress and fmt != "table")
-    try:
+    with reading(ctx, where, "scanned", batch=batch, rate=rate, progress=fmt != "table") as (scan, predicate):
+        records: t.Iterable[dict[str, t.Any]]
         if predicate is None and not with_data and sort is None:
-            records: t.Iterable[dict[str, t.Any]] = iter_plain_records(
-                store,
-                settings.prefix,
-                serializer=settings.serializer,
-                counters=counters,
-                batch=batch,
-                limit=limit,
-                on_batch=paced(progress.advance, rate),
-            )
+            records = iter_plain_records(scan, limit)
         else:
-            decoded = iter_decoded(
-                store,
-                settings.prefix,
-                serializer=settings.serializer,
-                where=predicate,
-                counters=counters,
-                batch=batch,
-                on_batch=paced(progress.advance, rate),
-            )
-            records = iter_records(decoded, settings.prefix, with_data=with_data, sort=sort, limit=limit,
-                                   counters=counters, ids=store.supports(Capability.ENUMERABLE_IDS))
+            records = iter_records(iter_decoded(scan, predicate), scan.prefix, with_data=with_data, sort=sort,
+                                   limit=limit, counters=scan.counters,
+                                   ids=scan.store.supports(Capability.ENUMERABLE_IDS))
         columns = LIST_COLUMNS + ([Column("data", "DATA", _compact)] if with_data else [])
         emit_many(env, records, fmt, columns)
-    finally:
-        progress.finish()
-        store.close()
-    warn_other_types(env, counters, settings.prefix, selected=predicate is not None)
+    warn_other_types(env, scan.counters, scan.prefix, selected=predicate is not None)
 
 
 def _compact(value: t.Any) -> str:

@@ -6,10 +6,9 @@ import typing as t
 
 import click
 
-from sesstool.cli.inspect import batch_option, warn_other_types, where_option
-from sesstool.cli.options import format_option, paced, rate_option, resolve_settings, store_options
+from sesstool.cli.inspect import batch_option, reading, warn_other_types, where_option
+from sesstool.cli.options import format_option, rate_option, store_options
 from sesstool.render.env import Environment
-from sesstool.render.progress import Progress
 
 
 @click.command()
@@ -47,8 +46,7 @@ def stats(ctx: click.Context, /, where: tuple[str, ...], by_field: str | None, b
       sesstool stats --rate 5000
     """
     from sesstool.ops.fieldstats import DEFAULT_TOP, ByField, ByValue
-    from sesstool.ops.listing import ScanCounters, iter_decoded
-    from sesstool.ops.selectors import parse_all
+    from sesstool.ops.listing import iter_decoded
     from sesstool.ops.stats import StatsAccumulator
     from sesstool.render.charts import emit_ranked, emit_stats
 
@@ -59,24 +57,14 @@ def stats(ctx: click.Context, /, where: tuple[str, ...], by_field: str | None, b
         raise click.UsageError("--top needs --by FIELD or --fields")
     accumulator: StatsAccumulator | ByValue | ByField
     accumulator = ByValue(by_field) if by_field is not None else ByField() if by_fields else StatsAccumulator()
-    settings = resolve_settings(ctx)
-    predicate = parse_all(where)
-    store = settings.open_store()
-    counters = ScanCounters()
-    progress = Progress(env.stderr, "scanned", enabled=env.show_progress)
-    try:
-        for decoded in iter_decoded(store, settings.prefix, serializer=settings.serializer, where=predicate,
-                                    counters=counters, batch=batch, on_batch=paced(progress.advance, rate)):
+    with reading(ctx, where, "scanned", batch=batch, rate=rate) as (scan, predicate):
+        for decoded in iter_decoded(scan, predicate):
             accumulator.add(decoded)
-    finally:
-        progress.finish()
-        store.close()
+    counters = scan.counters
     if isinstance(accumulator, StatsAccumulator):
         emit_stats(env, accumulator.result(undecodable=counters.undecodable), fmt, accumulator.histograms)
-        undecodable = counters.undecodable
     else:
         result = accumulator.result(top or DEFAULT_TOP, undecodable=counters.undecodable)
         emit_ranked(env, result, fmt)
-        undecodable = result["undecodable"]
-    counters.undecodable = undecodable
-    warn_other_types(env, counters, settings.prefix, selected=predicate is not None)
+        counters.undecodable = result["undecodable"]  # the ranking's count, which the warning must agree with
+    warn_other_types(env, counters, scan.prefix, selected=predicate is not None)

@@ -20,7 +20,7 @@ import typing as t
 
 import msgspec
 
-from sesstool.codecs.budget import MAX_DEPTH, MAX_INT_BITS, SMALL_INPUT, BudgetExceeded, check_msgspec_input, check_tree
+from sesstool.codecs.budget import MAX_DEPTH, MAX_INT_BITS, SMALL_INPUT, check_msgspec_input, check_tree
 from sesstool.codecs.safepickle import safe_loads
 from sesstool.codecs.tagged import MsgpackExt
 from sesstool.codecs.values import OpaqueObject
@@ -133,33 +133,6 @@ def decode(raw: bytes, serializer: str = "auto") -> tuple[str, dict[t.Any, t.Any
         if isinstance(data, dict):
             return name, data
     return UNKNOWN, None
-
-
-def decode_or_raise(raw: bytes, serializer: str = "auto", what: str = "value") -> tuple[str, dict[t.Any, t.Any]]:
-    """Like :func:`decode`, but raise :class:`UndecodableValue` for a value nothing decodes."""
-    name, data = decode(raw, serializer)
-    if data is None:
-        hint = "" if serializer == "auto" else f" as {serializer}"
-        raise UndecodableValue(f"cannot decode {what}{hint}: {why_undecodable(raw, serializer)}")
-    return name, data
-
-
-def why_undecodable(raw: bytes, serializer: str = "auto") -> str:
-    """Why :func:`decode` found no session in ``raw``, for an error message: the
-    decoding budget a decoder ran out of, else that no format reads it.
-
-    It decodes again, so call it only for a value :func:`decode` refused, and once:
-    a hostile value costs the budget (at most about a second) a second time.
-    """
-    order = (_guess_order(raw) if serializer == "auto" else (serializer,)) if raw else ()
-    for name in order:
-        try:
-            _DECODERS[name](raw)
-        except BudgetExceeded as e:
-            return f"{e} (sesstool's decoding budget for one value, see docs/budgets.md)"
-        except _DecodeError:
-            continue
-    return "not a msgpack, json or pickle session"
 
 
 def encode(data: dict[t.Any, t.Any], serializer: str) -> bytes:

@@ -95,11 +95,6 @@ def _one_shot(digest: str) -> t.Callable[[bytes, bytes, str], bytes]:
     return hmac.digest
 
 
-def signature_of(key: bytes, target: Target) -> bytes:
-    """The raw signature ``key`` gives the target's value (itsdangerous's hmac derivation)."""
-    return hmac.digest(hmac.digest(key, target.salt, target.digest), target.signed, target.digest)
-
-
 def search_chunk(target: Target, chunk: bytes) -> tuple[str | bytes | None, int]:
     """Try every line of ``chunk``; return (the key or None, candidates tried)."""
     if b"\r" in chunk:

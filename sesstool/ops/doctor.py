@@ -185,15 +185,17 @@ def _check_contents(report: Report, sample: Sample, value_limit: int | None) -> 
                    "deleted; `sesstool purge --expired --dry-run` counts the idle ones")
     else:
         report.add("sessions.expiry", OK, "every session has an expiry")
+    largest = f"largest value {sample.largest:,} bytes"
     if value_limit is None:
-        report.add("sessions.size", OK, f"largest value {sample.largest:,} bytes")
-    elif sample.near_limit:
-        report.add("sessions.size", WARN, f"{_plural(sample.near_limit, 'value')} near the store's "
-                   f"{_bytes(value_limit)} item limit (largest {sample.largest:,} bytes): past it the app's save "
-                   "fails; `sesstool stats --fields` shows what makes them big")
+        report.add("sessions.size", OK, largest)
+        return
+    limit = f"the store's {_bytes(value_limit)} item limit"
+    if sample.near_limit:
+        report.add("sessions.size", WARN, f"{_plural(sample.near_limit, 'value')} near {limit} "
+                   f"(largest {sample.largest:,} bytes): past it the app's save fails; "
+                   "`sesstool stats --fields` shows what makes them big")
     else:
-        report.add("sessions.size", OK, f"largest value {sample.largest:,} bytes, well under the store's "
-                   f"{_bytes(value_limit)} item limit")
+        report.add("sessions.size", OK, f"{largest}, well under {limit}")
 
 
 def _bytes(size: int) -> str:
@@ -207,11 +209,11 @@ def check_lifetime(report: Report, sample: Sample, lifetime: int | None) -> None
         return
     # A second of slack: a TTL is rounded from milliseconds.
     longer = [ttl for ttl in sample.ttls if ttl > lifetime + 1]
+    setting = f"PERMANENT_SESSION_LIFETIME ({format_duration(lifetime)})"
     if longer:
         verb = "lives" if len(longer) == 1 else "live"
-        report.add("app.lifetime", WARN, f"{_plural(len(longer), 'session')} {verb} longer than the app's "
-                   f"PERMANENT_SESSION_LIFETIME ({format_duration(lifetime)}), up to {format_duration(max(longer))}: "
-                   "written under an older, longer setting; they expire on their own, or purge them")
+        report.add("app.lifetime", WARN, f"{_plural(len(longer), 'session')} {verb} longer than the app's {setting}, "
+                   f"up to {format_duration(max(longer))}: written under an older, longer setting; they expire on "
+                   "their own, or purge them")
     else:
-        report.add("app.lifetime", OK, f"stored TTLs (up to {format_duration(max(sample.ttls))}) fit "
-                   f"PERMANENT_SESSION_LIFETIME ({format_duration(lifetime)})")
+        report.add("app.lifetime", OK, f"stored TTLs (up to {format_duration(max(sample.ttls))}) fit {setting}")

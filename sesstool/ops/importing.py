@@ -28,7 +28,7 @@ from sesstool.codecs.fidelity import encode_exact, fingerprint
 from sesstool.codecs.tagged import from_tagged
 from sesstool.durations import MAX_DURATION
 from sesstool.errors import InvalidInput, SesstoolError, UndecodableValue
-from sesstool.ops.pacing import Pacer
+from sesstool.ops.pacing import DEFAULT_BATCH, Pacer
 from sesstool.stores.base import Capability, Store
 
 SERIALIZER_NAMES = (*serializers.SERIALIZERS, serializers.UNKNOWN)
@@ -235,7 +235,7 @@ def import_records(
     *,
     skip_existing: bool = False,
     skip_invalid: bool = False,
-    batch: int = 1000,
+    batch: int = DEFAULT_BATCH,
     pacer: Pacer | None = None,
     on_batch: t.Callable[[int], None] | None = None,
 ) -> ImportResult:

@@ -13,6 +13,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from sesstool.errors import InvalidInput, NotFound, UndecodableValue
+from sesstool.ops.pacing import DEFAULT_BATCH
 from sesstool.ops.records import (
     UNKNOWN,
     Decoded,
@@ -29,7 +30,6 @@ from sesstool.ops.selectors import Predicate
 from sesstool.stores.base import STRING, Store
 
 SORT_FIELDS = ("key", "ttl", "size")
-DEFAULT_BATCH = 1000
 
 
 @dataclass
@@ -44,26 +44,34 @@ class ScanCounters:
     undecodable: int = 0
 
 
-def iter_decoded(
-    store: Store,
-    prefix: str,
-    *,
-    serializer: str = "auto",
-    where: Predicate | None = None,
-    counters: ScanCounters | None = None,
-    batch: int = DEFAULT_BATCH,
-    on_batch: t.Callable[[int], None] | None = None,
-) -> t.Iterator[Decoded]:
-    """Every session under ``prefix`` that ``where`` selects, decoded.
+@dataclass
+class Scan:
+    """One read-only pass over the sessions under ``prefix``: how to decode them, how
+    many keys a round trip asks for, and where it reports what it saw.
+
+    :param on_batch: called with the number of keys of each store batch, once that
+        batch is handled (a progress line, a pacer).
+    """
+
+    store: Store
+    prefix: str
+    serializer: str = "auto"
+    batch: int = DEFAULT_BATCH
+    counters: ScanCounters = field(default_factory=ScanCounters)
+    on_batch: t.Callable[[int], None] | None = None
+
+
+def iter_decoded(scan: Scan, where: Predicate | None = None) -> t.Iterator[Decoded]:
+    """Every session of ``scan`` that ``where`` selects, decoded.
 
     Keys holding other Redis types are not sessions: they are counted in
     ``counters.other_types`` and skipped. Values nothing can decode are yielded
     as ``unknown`` unless a ``where`` is given (an undecodable value has no fields);
     either way they are counted in ``counters.undecodable``.
     """
-    counters = counters if counters is not None else ScanCounters()
+    counters, serializer, on_batch = scan.counters, scan.serializer, scan.on_batch
     decode = decode_value
-    for items in store.scan(prefix.encode("utf-8"), batch=batch):
+    for items in scan.store.scan(scan.prefix.encode("utf-8"), batch=scan.batch):
         counters.scanned += len(items)
         for item in items:
             if item.kind != STRING:
@@ -87,24 +95,15 @@ def iter_decoded(
             on_batch(len(items))
 
 
-def iter_plain_records(
-    store: Store,
-    prefix: str,
-    *,
-    serializer: str = "auto",
-    counters: ScanCounters | None = None,
-    batch: int = DEFAULT_BATCH,
-    limit: int | None = None,
-    on_batch: t.Callable[[int], None] | None = None,
-) -> RecordBatches:
-    """Records without data for every session under ``prefix``: the plain ``list``.
+def iter_plain_records(scan: Scan, limit: int | None = None) -> RecordBatches:
+    """Records without data for every session of ``scan``: the plain ``list``.
 
     The same records as ``iter_records(iter_decoded(...))``, built a store batch
     at a time in one tight loop, because this is the path that runs over millions
     of keys (``output`` encodes each batch with one call).
     """
-    counters = counters if counters is not None else ScanCounters()
-    return RecordBatches(_plain_batches(store, prefix, serializer, counters, batch, limit, on_batch))
+    return RecordBatches(_plain_batches(scan.store, scan.prefix, scan.serializer, scan.counters, scan.batch, limit,
+                                        scan.on_batch))
 
 
 def _plain_batches(

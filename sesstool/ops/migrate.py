@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from sesstool.codecs.fidelity import Problem, encode_exact, find_problems, make_holdable
 from sesstool.errors import StoreError, UndecodableValue, Unsupported
-from sesstool.ops.pacing import Pacer
+from sesstool.ops.pacing import DEFAULT_BATCH, Pacer
 from sesstool.ops.records import UNKNOWN, decode_value, isolated, key_text
 from sesstool.stores.base import MISSING, STRING, Store, StoredItem
 
@@ -89,7 +89,7 @@ def migrate(
     serializer: str = "auto",
     dry_run: bool = False,
     lossy: bool = False,
-    batch: int = 1000,
+    batch: int = DEFAULT_BATCH,
     pacer: Pacer | None = None,
     on_batch: t.Callable[[MigrateReport], None] | None = None,
 ) -> MigrateReport:

@@ -10,6 +10,24 @@ from __future__ import annotations
 import time
 import typing as t
 
+#: Keys per store round trip of a bulk command, unless ``--batch`` says otherwise.
+DEFAULT_BATCH = 1000
+#: With a rate, a round trip carries about this many seconds' worth of it.
+PACED_STEP = 0.005
+
+
+def batch_for(rate: int | None) -> int:
+    """Keys per round trip for a command kept at ``rate`` sessions a second.
+
+    A big batch is one long step for a single-threaded server, which every other
+    client waits behind: measured beside an app-like workload (benchmarks/
+    bench_gentle.py), 1,000-key steps raise its p99 latency several times more than
+    100-key steps at the same rate. So a paced command takes small steps.
+    """
+    if rate is None:
+        return DEFAULT_BATCH
+    return max(10, min(DEFAULT_BATCH, int(rate * PACED_STEP)))
+
 
 class Pacer:
     """Keep a running count of sessions at or under ``rate`` per second.

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from sesstool.durations import format_duration
 from sesstool.errors import InvalidInput, NotFound, StoreError, UndecodableValue
-from sesstool.ops.pacing import Pacer
+from sesstool.ops.pacing import DEFAULT_BATCH, Pacer
 from sesstool.ops.records import Decoded, decode_item, decode_value, is_empty, isolated
 from sesstool.ops.selectors import Predicate
 from sesstool.stores.base import MISSING, STRING, Capability, ExpiredPurge, Store, StoredItem
@@ -143,7 +143,7 @@ def purge(
     *,
     serializer: str = "auto",
     dry_run: bool = False,
-    batch: int = 1000,
+    batch: int = DEFAULT_BATCH,
     pacer: Pacer | None = None,
     on_selected: t.Callable[[list[Decoded]], int | None] | None = None,
     on_batch: t.Callable[[PurgeResult], None] | None = None,
@@ -346,7 +346,7 @@ def delete_sessions(
     store: Store,
     keys: t.Iterable[tuple[str, bytes]],
     *,
-    batch: int = 1000,
+    batch: int = DEFAULT_BATCH,
     pacer: Pacer | None = None,
 ) -> DeleteResult:
     """Delete named sessions (``(name, key)`` pairs), a batch per round trip.

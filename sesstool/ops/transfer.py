@@ -29,8 +29,7 @@ from sesstool.codecs import serializers
 from sesstool.codecs.fidelity import encode_unchecked
 from sesstool.codecs.tagged import from_tagged, is_own_tagged_form
 from sesstool.errors import InvalidInput, UndecodableValue
-from sesstool.ops.listing import ScanCounters, iter_decoded
-from sesstool.ops.pacing import Pacer
+from sesstool.ops.listing import Scan, iter_decoded
 from sesstool.ops.records import (
     UNKNOWN,
     Decoded,
@@ -43,7 +42,6 @@ from sesstool.ops.records import (
     was_unrenderable,
 )
 from sesstool.ops.selectors import Predicate
-from sesstool.stores.base import Store
 
 
 def export_record(decoded: Decoded, prefix_length: int | None) -> dict[str, t.Any]:
@@ -97,32 +95,13 @@ def _import_would_write(record: dict[str, t.Any]) -> bytes | None:
         return None
 
 
-def iter_export(
-    store: Store,
-    prefix: str,
-    *,
-    serializer: str = "auto",
-    where: Predicate | None = None,
-    batch: int = 1000,
-    pacer: Pacer | None = None,
-    counters: ScanCounters | None = None,
-    on_batch: t.Callable[[int], None] | None = None,
-) -> t.Iterator[dict[str, t.Any]]:
-    """Export records of every session under ``prefix`` that ``where`` selects."""
-
-    def after_batch(count: int) -> None:
-        if pacer is not None:
-            pacer.pace(count)
-        if on_batch is not None:
-            on_batch(count)
-
-    prefix_length = sid_start(store, prefix)
-    counters = counters if counters is not None else ScanCounters()
-    for decoded in iter_decoded(store, prefix, serializer=serializer, where=where, counters=counters,
-                                batch=batch, on_batch=after_batch):
+def iter_export(scan: Scan, where: Predicate | None = None) -> t.Iterator[dict[str, t.Any]]:
+    """Export records of every session of ``scan`` that ``where`` selects."""
+    prefix_length = sid_start(scan.store, scan.prefix)
+    for decoded in iter_decoded(scan, where):
         record = export_record(decoded, prefix_length)
         if was_unrenderable(decoded, record):
-            counters.undecodable += 1
+            scan.counters.undecodable += 1
         yield record
 
 

@@ -39,21 +39,29 @@ return deleted
 """
 
 
-# Idle time first (a GET would reset it; TYPE and PTTL do not), then, for keys idle
-# for more than ARGV[1] seconds (and, when ARGV[2] is '1', without expiry), their
-# PTTL, type and, when ARGV[3] is '1', value. Keys that do not qualify are not read,
-# so their idle time stays as it was. Per key: idle (false when gone), pttl, and the
-# value, or {type} for a key not read or of another type, or false.
-FETCH_IDLE = """
+# What both idle scripts begin with: their first two arguments, and for each key its
+# idle time, read first because a GET would reset it (TYPE and PTTL do not). A
+# server that tracks no idle time (an LFU maxmemory-policy) stops the script with
+# its error. The loop stays open: each script goes on with `idle` (false when gone).
+_EACH_KEY_IDLE = """
 local min_idle = tonumber(ARGV[1])
 local no_expiry_only = ARGV[2] == '1'
-local with_values = ARGV[3] == '1'
-local out = {}
 for i, key in ipairs(KEYS) do
   local idle = redis.pcall('OBJECT', 'IDLETIME', key)
   if type(idle) == 'table' and idle.err then
     return redis.error_reply(idle.err)
   end
+"""
+
+# For keys idle for more than ARGV[1] seconds (and, when ARGV[2] is '1', without
+# expiry): their PTTL, type and, when ARGV[3] is '1', value. Keys that do not
+# qualify are not read, so their idle time stays as it was. Per key: idle (false
+# when gone), pttl, and the value, or {type} for a key not read or of another type,
+# or false.
+FETCH_IDLE = """
+local with_values = ARGV[3] == '1'
+local out = {}
+""" + _EACH_KEY_IDLE + """
   out[3 * i - 2] = idle or false
   out[3 * i - 1] = false
   out[3 * i] = false
@@ -77,15 +85,9 @@ return out
 # is '1', without expiry): selection and deletion in one atomic step, nothing read.
 # Returns {deleted, {type of each idle key that is not a string}}.
 DELETE_IDLE = """
-local min_idle = tonumber(ARGV[1])
-local no_expiry_only = ARGV[2] == '1'
 local deleted = 0
 local others = {}
-for i, key in ipairs(KEYS) do
-  local idle = redis.pcall('OBJECT', 'IDLETIME', key)
-  if type(idle) == 'table' and idle.err then
-    return redis.error_reply(idle.err)
-  end
+""" + _EACH_KEY_IDLE + """
   if idle and idle > min_idle and (not no_expiry_only or redis.call('PTTL', key) == -1) then
     local kind = redis.call('TYPE', key).ok
     if kind == 'string' then

@@ -22,14 +22,12 @@ from sesstool.redact import redact_url, remember_url, url_userinfo
 if t.TYPE_CHECKING:
     from sesstool.stores.base import Store
 
+_REDIS = ("sesstool.stores.redis", "RedisStore")
 _SQL = ("sesstool.stores.sql", "SqlStore")
 
 #: URL scheme -> (module, class), in the order errors list them
 SCHEMES: dict[str, tuple[str, str]] = {
-    "redis": ("sesstool.stores.redis", "RedisStore"),
-    "rediss": ("sesstool.stores.redis", "RedisStore"),
-    "unix": ("sesstool.stores.redis", "RedisStore"),
-    "redis+sentinel": ("sesstool.stores.redis", "RedisStore"),
+    **dict.fromkeys(("redis", "rediss", "unix", "redis+sentinel"), _REDIS),
     "redis+cluster": ("sesstool.stores.redis_cluster", "RedisClusterStore"),
     "memcached": ("sesstool.stores.memcached", "MemcachedStore"),
     "file": ("sesstool.stores.files", "FileStore"),
