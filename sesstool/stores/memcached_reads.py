@@ -13,12 +13,23 @@ import typing as t
 
 from sesstool.errors import InvalidInput, StoreError
 from sesstool.stores import memcached_commands as commands
-from sesstool.stores.base import MISSING, STRING, Capability, ExpiredPurge, Store, StoredItem, python_warning
+from sesstool.stores.base import (
+    MISSING,
+    STRING,
+    Capability,
+    Columns,
+    ExpiredPurge,
+    Store,
+    StoredItem,
+    python_warning,
+)
 from sesstool.stores.memcached_commands import CheckedKeys, check_key
 from sesstool.stores.memcached_listing import InvalidKeys, decode_expiry, decode_keys, expiry_lines, listed
 from sesstool.stores.memcached_replies import (
+    mg_columns,
     read_gets,
     read_idle,
+    read_mg,
     read_pipelined,
     read_stat,
     set_expiry,
@@ -30,6 +41,8 @@ from sesstool.stores.parallel import merged
 
 if t.TYPE_CHECKING:
     from sesstool.stores.changes import Feed
+
+R = t.TypeVar("R")
 
 TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
@@ -219,16 +232,31 @@ class MemcachedReader(Store):
         """
         return merged([functools.partial(self._scan_server, server, prefix, batch) for server in self.servers])
 
+    def scan_columns(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[Columns]:
+        """:meth:`scan` as :class:`Columns` (the plain listing), parsed straight from
+        the replies without an object per item; servers before 1.6 as :meth:`scan`."""
+
+        if not all(server.uses_meta() for server in self.servers):
+            return super().scan_columns(prefix, batch=batch)
+
+        def columns_of(server: _Server) -> t.Iterator[Columns]:
+            return _joined(self._scan_meta(server, prefix, batch, mg_columns), batch)
+
+        return merged([functools.partial(columns_of, server) for server in self.servers])
+
     def _scan_server(self, server: _Server, prefix: bytes, batch: int) -> t.Iterator[list[StoredItem]]:
         if server.uses_meta():
-            return self._scan_meta(server, prefix, batch)
+            items = self._scan_meta(server, prefix, batch, functools.partial(read_mg, token=server.token))
+            return _regroup(items, batch)
         return self._scan_classic(server, prefix, batch)
 
-    def _scan_meta(self, server: _Server, prefix: bytes, batch: int) -> t.Iterator[list[StoredItem]]:
+    def _scan_meta(self, server: _Server, prefix: bytes, batch: int,
+                   parse: t.Callable[[Connection, t.Sequence[bytes]], R]) -> t.Iterator[R]:  # fmt: skip
+        """``parse`` of each request's replies, on a connection of its own."""
         conn = server.connection()
         chunks = self._key_chunks(server, prefix, min(batch, REQUEST_KEYS))
         try:
-            yield from _regroup(read_pipelined(conn, chunks, server.token), batch)
+            yield from read_pipelined(conn, chunks, parse)
         finally:
             chunks.close()  # drops the spool now, not when garbage is collected
             conn.close()
@@ -289,7 +317,7 @@ class MemcachedReader(Store):
         chunks = [keys[i : i + REQUEST_KEYS] for i in range(0, len(keys), REQUEST_KEYS)]
         items: list[StoredItem] = []
         if server.uses_meta():
-            for got in read_pipelined(server.reader, chunks, server.token):
+            for got in read_pipelined(server.reader, chunks, functools.partial(read_mg, token=server.token)):
                 items += got
             return items
         for chunk in chunks:
@@ -376,3 +404,19 @@ def _regroup(chunks: t.Iterable[list[StoredItem]], batch: int) -> t.Iterator[lis
             out = []
     if out:
         yield out
+
+
+def _joined(chunks: t.Iterable[Columns], batch: int) -> t.Iterator[Columns]:
+    """Request-sized :class:`Columns` as caller-sized ones of at least ``batch`` keys."""
+    keys: list[bytes] = []
+    values: list[bytes | None] = []
+    pttls: list[int] = []
+    for columns in chunks:
+        keys += columns.keys
+        values += columns.values
+        pttls += columns.pttls
+        if len(keys) >= batch:
+            yield Columns(keys, values, pttls, {})
+            keys, values, pttls = [], [], []
+    if keys:
+        yield Columns(keys, values, pttls, {})

@@ -6,8 +6,10 @@ was not asked for, garbage. Each parser here either returns what a real server
 means or raises one :class:`~sesstool.errors.StoreError` naming the server, and
 never reads more than the bounds of :class:`~sesstool.stores.memcached_wire.Connection`.
 
-``read_mg`` is the hot loop of a listing: one regex match per reply header and
-the value sliced straight out of the receive buffer.
+``mg_rows`` is the hot loop of a listing: one regex match per reply header and
+the value sliced straight out of the receive buffer, no object made per item
+but a tuple (a plain ``list`` turns the rows into columns; commands that write
+back get :class:`~sesstool.stores.base.StoredItem` objects from ``read_mg``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 import typing as t
 
 from sesstool.stores import memcached_commands as commands
-from sesstool.stores.base import STRING, StoredItem
+from sesstool.stores.base import STRING, Columns, StoredItem
 from sesstool.stores.memcached_wire import FLAG_ZLIB, CasToken, Connection, ItemVersion, decompress
 
 # Digit counts bounded so that no reply can ask int() for a huge number: sizes and
@@ -36,25 +38,54 @@ _MG_TOKEN = {
 _NUMBER = re.compile(_CAS)
 
 
+R = t.TypeVar("R")
+#: One ``mg`` hit as the hot loop reads it: key, value (decompressed), seconds left
+#: (``-1``: none), cas token and client flags, the numbers as the server wrote them.
+MgRow = tuple[bytes, bytes, int, bytes, bytes]
+
+
 def read_pipelined(conn: Connection, chunks: t.Iterable[t.Sequence[bytes]],
-               token: type[CasToken]) -> t.Iterator[list[StoredItem]]:  # fmt: skip
-    """Items of each chunk of keys, with the next request sent before a reply is read."""
+                   parse: t.Callable[[Connection, t.Sequence[bytes]], R]) -> t.Iterator[R]:  # fmt: skip
+    """``parse`` of the replies to each chunk of keys' :func:`~sesstool.stores.memcached_commands.mg_values`,
+    with the next request sent before a reply is read (the server answers while
+    the caller works on the previous chunk)."""
     pending: t.Sequence[bytes] | None = None
     for chunk in chunks:
         conn.send(commands.mg_values(chunk))
         if pending is not None:
-            yield read_mg(conn, pending, token)
+            yield parse(conn, pending)
         pending = chunk
     if pending is not None:
-        yield read_mg(conn, pending, token)
+        yield parse(conn, pending)
 
 
 def read_mg(conn: Connection, keys: t.Sequence[bytes], token: type[CasToken]) -> list[StoredItem]:
+    """The items the replies to :func:`~sesstool.stores.memcached_commands.mg_values` hold."""
+    now = int(time.time())  # before the replies are read: the server's clock lags, never leads
+    rows = mg_rows(conn, keys)
+    return [
+        StoredItem(key, value, None, STRING, ItemVersion(token(cas), None, int(flags)))
+        if ttl < 0
+        else StoredItem(key, value, ttl, STRING, ItemVersion(token(cas), now + ttl, int(flags)))
+        for key, value, ttl, cas, flags in rows
+    ]
+
+
+def mg_columns(conn: Connection, keys: t.Sequence[bytes]) -> Columns:
+    """The same replies as :class:`Columns` (keys, values, milliseconds left), for a
+    listing that needs no item objects."""
+    rows = mg_rows(conn, keys)
+    if not rows:
+        return Columns([], [], [], {})
+    found, values, ttls, _, _ = zip(*rows, strict=True)
+    return Columns(list(found), list(values), [ttl * 1000 if ttl >= 0 else -1 for ttl in ttls], {})
+
+
+def mg_rows(conn: Connection, keys: t.Sequence[bytes]) -> list[MgRow]:
     """Parse the replies to :func:`~sesstool.stores.memcached_commands.mg_values`
-    (one per key, in order; ``EN`` for a miss), building the items as it goes."""
-    items: list[StoredItem] = []
-    append = items.append
-    now = int(time.time())
+    (one per key, in order; ``EN`` for a miss): the hot loop of a listing."""
+    rows: list[MgRow] = []
+    append = rows.append
     match = _MG_HEAD.match
     buf, pos = conn.buf, conn.pos
     for key in keys:
@@ -82,16 +113,11 @@ def read_mg(conn: Connection, keys: t.Sequence[bytes], token: type[CasToken]) ->
         # lies leaves the next header out of place, which the slow path refuses.
         value = buf[start:end]
         pos = end + 2
-        flags = int(flags_b)
-        if flags & FLAG_ZLIB:
+        if flags_b != b"0" and int(flags_b) & FLAG_ZLIB:
             value = decompress(value) or value
-        ttl = int(ttl_b)
-        if ttl < 0:
-            append(StoredItem(key, value, None, STRING, ItemVersion(token(cas_b), None, flags)))
-        else:
-            append(StoredItem(key, value, ttl, STRING, ItemVersion(token(cas_b), now + ttl, flags)))
+        append((key, value, int(ttl_b), cas_b, flags_b))
     conn.pos = pos
-    return items
+    return rows
 
 
 def _mg_head(conn: Connection) -> tuple[bytes, bytes, bytes, bytes] | None:
