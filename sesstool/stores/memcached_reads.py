@@ -13,18 +13,17 @@ import typing as t
 
 from sesstool.errors import InvalidInput, StoreError
 from sesstool.stores import memcached_commands as commands
-from sesstool.stores.base import (
-    MISSING,
-    STRING,
-    Capability,
-    Columns,
-    ExpiredPurge,
-    Store,
-    StoredItem,
-    python_warning,
-)
+from sesstool.stores.base import MISSING, STRING, Capability, Columns, ExpiredPurge, Store, StoredItem, python_warning
 from sesstool.stores.memcached_commands import CheckedKeys, check_key
-from sesstool.stores.memcached_listing import InvalidKeys, decode_expiry, decode_keys, expiry_lines, listed
+from sesstool.stores.memcached_listing import (
+    InvalidKeys,
+    decode_expiry,
+    decode_keys,
+    expiry_lines,
+    joined,
+    listed,
+    regrouped,
+)
 from sesstool.stores.memcached_replies import (
     mg_columns,
     read_gets,
@@ -240,23 +239,24 @@ class MemcachedReader(Store):
             return super().scan_columns(prefix, batch=batch)
 
         def columns_of(server: _Server) -> t.Iterator[Columns]:
-            return _joined(self._scan_meta(server, prefix, batch, mg_columns), batch)
+            return joined(self._scan_meta(server, prefix, batch, mg_columns, marked=True), batch)
 
         return merged([functools.partial(columns_of, server) for server in self.servers])
 
     def _scan_server(self, server: _Server, prefix: bytes, batch: int) -> t.Iterator[list[StoredItem]]:
         if server.uses_meta():
             items = self._scan_meta(server, prefix, batch, functools.partial(read_mg, token=server.token))
-            return _regroup(items, batch)
+            return regrouped(items, batch)
         return self._scan_classic(server, prefix, batch)
 
     def _scan_meta(self, server: _Server, prefix: bytes, batch: int,
-                   parse: t.Callable[[Connection, t.Sequence[bytes]], R]) -> t.Iterator[R]:  # fmt: skip
+                   parse: t.Callable[[Connection, t.Sequence[bytes]], R], *,
+                   marked: bool = False) -> t.Iterator[R]:  # fmt: skip
         """``parse`` of each request's replies, on a connection of its own."""
         conn = server.connection()
         chunks = self._key_chunks(server, prefix, min(batch, REQUEST_KEYS))
         try:
-            yield from read_pipelined(conn, chunks, parse)
+            yield from read_pipelined(conn, chunks, parse, marked=marked)
         finally:
             chunks.close()  # drops the spool now, not when garbage is collected
             conn.close()
@@ -283,7 +283,7 @@ class MemcachedReader(Store):
             invalid.finish(server.name)
 
         try:
-            yield from _regroup(chunks(), batch)
+            yield from regrouped(chunks(), batch)
         finally:
             lines.close()
             conn.close()
@@ -393,30 +393,3 @@ class MemcachedReader(Store):
         for server in self.servers:
             server.close()
 
-
-def _regroup(chunks: t.Iterable[list[StoredItem]], batch: int) -> t.Iterator[list[StoredItem]]:
-    """Request-sized chunks of items as caller-sized batches of at least ``batch``."""
-    out: list[StoredItem] = []
-    for items in chunks:
-        out += items
-        if len(out) >= batch:
-            yield out
-            out = []
-    if out:
-        yield out
-
-
-def _joined(chunks: t.Iterable[Columns], batch: int) -> t.Iterator[Columns]:
-    """Request-sized :class:`Columns` as caller-sized ones of at least ``batch`` keys."""
-    keys: list[bytes] = []
-    values: list[bytes | None] = []
-    pttls: list[int] = []
-    for columns in chunks:
-        keys += columns.keys
-        values += columns.values
-        pttls += columns.pttls
-        if len(keys) >= batch:
-            yield Columns(keys, values, pttls, {})
-            keys, values, pttls = [], [], []
-    if keys:
-        yield Columns(keys, values, pttls, {})

@@ -14,6 +14,7 @@ back get :class:`~sesstool.stores.base.StoredItem` objects from ``read_mg``).
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 import typing as t
@@ -36,6 +37,9 @@ _MG_TOKEN = {
     b"s": re.compile(_SIZE),
 }
 _NUMBER = re.compile(_CAS)
+#: Unread bytes a marked batch may take before its ``MN`` is found; past it the
+#: replies are read one by one (a batch of sessions is far smaller).
+MARKED_BATCH = 16 * 1024 * 1024
 
 
 R = t.TypeVar("R")
@@ -45,13 +49,14 @@ MgRow = tuple[bytes, bytes, int, bytes, bytes]
 
 
 def read_pipelined(conn: Connection, chunks: t.Iterable[t.Sequence[bytes]],
-                   parse: t.Callable[[Connection, t.Sequence[bytes]], R]) -> t.Iterator[R]:  # fmt: skip
-    """``parse`` of the replies to each chunk of keys' :func:`~sesstool.stores.memcached_commands.mg_values`,
-    with the next request sent before a reply is read (the server answers while
-    the caller works on the previous chunk)."""
+                   parse: t.Callable[[Connection, t.Sequence[bytes]], R], *,
+                   marked: bool = False) -> t.Iterator[R]:  # fmt: skip
+    """``parse`` of the replies to each chunk of keys' :func:`~sesstool.stores.memcached_commands.mg_values`
+    (``marked`` as given), with the next request sent before a reply is read (the
+    server answers while the caller works on the previous chunk)."""
     pending: t.Sequence[bytes] | None = None
     for chunk in chunks:
-        conn.send(commands.mg_values(chunk))
+        conn.send(commands.mg_values(chunk, marked=marked))
         if pending is not None:
             yield parse(conn, pending)
         pending = chunk
@@ -72,13 +77,71 @@ def read_mg(conn: Connection, keys: t.Sequence[bytes], token: type[CasToken]) ->
 
 
 def mg_columns(conn: Connection, keys: t.Sequence[bytes]) -> Columns:
-    """The same replies as :class:`Columns` (keys, values, milliseconds left), for a
-    listing that needs no item objects."""
+    """The replies to a marked :func:`~sesstool.stores.memcached_commands.mg_values`
+    as :class:`Columns` (keys, values, milliseconds left), for a listing that needs
+    no item objects.
+
+    The usual batch (every key found, no value holding CR LF) is split and checked
+    in a few calls over the whole batch, no Python step per reply but the TTL's;
+    any other falls back to reading reply by reply (:func:`mg_rows`), which refuses
+    what a real server would not send.
+    """
+    end = _marked_end(conn)
+    columns = _split_batch(conn, end, keys) if end >= 0 else None
+    if columns is not None:
+        conn.pos = end
+        return columns
     rows = mg_rows(conn, keys)
+    line = conn.readline()
+    if line != b"MN":
+        raise conn.unexpected(line, "mg")
     if not rows:
         return Columns([], [], [], {})
     found, values, ttls, _, _ = zip(*rows, strict=True)
     return Columns(list(found), list(values), [ttl * 1000 if ttl >= 0 else -1 for ttl in ttls], {})
+
+
+def _marked_end(conn: Connection) -> int:
+    """Where the batch's ``MN`` line ends in ``conn.buf`` (read as far as it), or
+    ``-1`` past :data:`MARKED_BATCH` unread bytes (the slow path reads on)."""
+    buf, pos = conn.buf, conn.pos
+    if buf.startswith(b"MN\r\n", pos):
+        return pos + 4
+    searched = pos
+    while True:
+        found = buf.find(b"\r\nMN\r\n", searched)
+        if found >= 0:
+            return found + 6
+        if len(buf) - pos > MARKED_BATCH:
+            return -1
+        searched = max(pos, len(buf) - 5) - pos  # fill() moves the unread bytes to 0
+        conn.fill()
+        buf, pos = conn.buf, conn.pos
+        searched += pos
+
+
+def _split_batch(conn: Connection, end: int, keys: t.Sequence[bytes]) -> Columns | None:
+    """A whole batch of hits up to ``end`` as columns, or ``None`` if it is anything else."""
+    n = len(keys)
+    pieces = conn.buf[conn.pos : end - 4].split(b"\r\n")
+    if len(pieces) != 2 * n + 1 or pieces[-1]:
+        return None  # a miss (EN has no value), or CR LF inside a value
+    heads = b"\r\n".join(pieces[0:-1:2]) + b"\r\n"
+    fields = _MG_HEAD.findall(heads)
+    # Matches never overlap: n of them whose lengths add up to the whole text are
+    # each exactly one header, in order.
+    if len(fields) != n or 11 * n + len(b"".join(itertools.chain.from_iterable(fields))) != len(heads):
+        return None
+    values = t.cast("list[bytes | None]", pieces[1::2])
+    sizes, ttls, _, flags = zip(*fields, strict=True)
+    # A value holding CR LF is cut short by the split, so its size tells: no value
+    # can pass for another reply.
+    if list(map(int, sizes)) != list(map(len, pieces[1::2])):
+        return None
+    if flags.count(b"0") != n:
+        values = [decompress(value) or value if int(flag) & FLAG_ZLIB else value
+                  for value, flag in zip(pieces[1::2], flags, strict=True)]  # fmt: skip
+    return Columns(list(keys), values, [ttl * 1000 if ttl >= 0 else -1 for ttl in map(int, ttls)], {})
 
 
 def mg_rows(conn: Connection, keys: t.Sequence[bytes]) -> list[MgRow]:
