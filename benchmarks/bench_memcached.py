@@ -18,6 +18,8 @@ sessions with pipelined ``set`` (1 in 1000 holds ``user_id`` 42), then times, ea
   - sesstool list --where user_id=42     (every value read and decoded)
 
 Each run is checked (line or item count), so a fast wrong answer cannot pass.
+``client CPU s`` is the reading side's CPU time (the benchmark's own for the
+baselines, sesstool's for its runs): steadier than wall time on a shared machine.
 Targets: list >= 0.35x the raw dump's speed and >= 0.7x the bare pipeline's
 (``speed`` = baseline seconds / list seconds, both from the medians); ``--where``
 >= 100,000 sessions/s.
@@ -192,9 +194,9 @@ def main(argv: list[str] | None = None) -> None:
         if dumped != n:
             raise SystemExit(f"metadump lists {dumped:,} items, expected {n:,} (memory too small?)")
         store = "memcached://" + ",".join(f"127.0.0.1:{p}" for p in ports)
-        cases: list[tuple[str, t.Callable[[], tuple[float, float | None]]]] = [
-            ("raw read of lru_crawler metadump all (baseline)", lambda: _checked(raw_metadump(ports), n)),
-            ("bare dump + pipelined mg (baseline)", lambda: _checked(bare_pipeline(ports), n)),
+        cases: list[tuple[str, t.Callable[[], tuple[float, float, float | None]]]] = [
+            ("raw read of lru_crawler metadump all (baseline)", lambda: _checked(lambda: raw_metadump(ports), n)),
+            ("bare dump + pipelined mg (baseline)", lambda: _checked(lambda: bare_pipeline(ports), n)),
             ("sesstool list --format ndjson",
              lambda: _sesstool([SESSTOOL, "list", "--store", store, "--format", "ndjson"], n)),
             ("sesstool list --where user_id=42 --format ndjson",
@@ -203,17 +205,21 @@ def main(argv: list[str] | None = None) -> None:
         ]  # fmt: skip
         # Rounds alternate the cases, so background load on a shared machine hits all alike.
         times: dict[str, list[float]] = {name: [] for name, _ in cases}
+        cpu: dict[str, list[float]] = {name: [] for name, _ in cases}
         rss: dict[str, float | None] = {}
         for _ in range(args.runs):
             for name, case in cases:
-                seconds, rss[name] = case()
+                seconds, cpu_seconds, rss[name] = case()
                 times[name].append(seconds)
+                cpu[name].append(cpu_seconds)
         raw, bare = (statistics.median(times[name]) for name, _ in cases[:2])
         rows = [[name, f"{min(times[name]):.3f}", f"{statistics.median(times[name]):.3f}",
                  f"{n / statistics.median(times[name]):,.0f}", f"{raw / statistics.median(times[name]):.2f}",
-                 f"{bare / statistics.median(times[name]):.2f}", "-" if rss[name] is None else f"{rss[name]:.0f}"]
+                 f"{bare / statistics.median(times[name]):.2f}", f"{statistics.median(cpu[name]):.2f}",
+                 "-" if rss[name] is None else f"{rss[name]:.0f}"]
                 for name, _ in cases]  # fmt: skip
-        print(table(rows, ["case", "min s", "median s", "items/s", "vs raw dump", "vs bare pipeline", "max RSS MB"]))
+        print(table(rows, ["case", "min s", "median s", "items/s", "vs raw dump", "vs bare pipeline",
+                           "client CPU s", "max RSS MB"]))  # fmt: skip
         listing = statistics.median(times[cases[2][0]])
         print(
             f"list speed: {raw / listing:.2f}x the raw dump (target >= 0.35x), {bare / listing:.2f}x the bare "
@@ -226,20 +232,23 @@ def main(argv: list[str] | None = None) -> None:
             process.wait()
 
 
-def _checked(result: tuple[float, int], expected: int) -> tuple[float, None]:
-    seconds, count = result
+def _checked(baseline: t.Callable[[], tuple[float, int]], expected: int) -> tuple[float, float, None]:
+    """A baseline's wall seconds and this process's CPU seconds (steadier on a busy machine)."""
+    cpu = time.process_time()
+    seconds, count = baseline()
+    cpu = time.process_time() - cpu
     if count != expected:
         raise SystemExit(f"a baseline read {count:,} items, expected {expected:,}")
-    return seconds, None
+    return seconds, cpu, None
 
 
-def _sesstool(command: list[str], expected: int) -> tuple[float, float]:
+def _sesstool(command: list[str], expected: int) -> tuple[float, float, float]:
     timed, got = _run_counting(command)
     if timed.returncode != 0:
         raise SystemExit(f"{' '.join(command[1:])}: exit {timed.returncode}")
     if got != expected:
         raise SystemExit(f"{' '.join(command[1:])}: printed {got:,} records, expected {expected:,}")
-    return timed.seconds, timed.max_rss_mb
+    return timed.seconds, timed.cpu_seconds, timed.max_rss_mb
 
 
 # Starts the command from a small process: a child forked straight from this one
@@ -250,12 +259,13 @@ import os, subprocess, sys, time
 started = time.perf_counter()
 child = subprocess.Popen(sys.argv[1:], stderr=subprocess.DEVNULL)
 _, status, usage = os.wait4(child.pid, 0)
-sys.stderr.write(f"{time.perf_counter() - started} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+cpu = usage.ru_utime + usage.ru_stime
+sys.stderr.write(f"{time.perf_counter() - started} {cpu} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
 """
 
 
 def _run_counting(command: list[str]) -> tuple[Timed, int]:
-    """Run a sesstool command; its wall time and peak RSS and the lines it printed."""
+    """Run a sesstool command; its wall time, CPU time and peak RSS and the lines it printed."""
     process = subprocess.Popen([sys.executable, "-c", _LAUNCH, *command], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)  # fmt: skip
     assert process.stdout is not None and process.stderr is not None
@@ -263,9 +273,9 @@ def _run_counting(command: list[str]) -> tuple[Timed, int]:
     while chunk := process.stdout.read(1 << 20):
         size += len(chunk)
         lines += chunk.count(b"\n")
-    seconds, rss, code = process.stderr.read().split()
+    seconds, cpu, rss, code = process.stderr.read().split()
     process.wait()
-    return Timed(float(seconds), int(rss) / 1024, int(code), size), lines
+    return Timed(float(seconds), int(rss) / 1024, int(code), size, float(cpu)), lines
 
 
 if __name__ == "__main__":
