@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from sesstool.errors import StoreError
 from sesstool.stores import memcached_commands as commands
-from sesstool.stores.memcached_replies import read_gets, read_idle, read_mg, read_stat, speaks_meta
+from sesstool.stores.memcached_replies import mg_columns, read_gets, read_idle, read_mg, read_stat, speaks_meta
 from sesstool.stores.memcached_wire import FLAG_ZLIB, MAX_LINE, MAX_VALUE, CasToken, Connection, iter_dump
 from tests.conftest import CliRunner
 
@@ -51,6 +51,7 @@ def connection_fed(reply: bytes, **options: t.Any) -> Connection:
 
 PARSERS: dict[str, t.Callable[[Connection], object]] = {
     "mg": lambda conn: read_mg(conn, KEYS, CasToken),
+    "mg columns": lambda conn: mg_columns(conn, KEYS),
     "gets": lambda conn: read_gets(conn, KEYS, CasToken, None),
     "idle": lambda conn: read_idle(conn, KEYS),
     "stats": lambda conn: read_stat(conn, b"crawler_reclaimed"),
@@ -151,6 +152,32 @@ def test_well_formed_mg_replies_round_trip(values: list[tuple[bytes, int, int]])
     assert [item.ttl for item in items] == [None if ttl < 0 else ttl for _, ttl, _ in values]
     assert [int(item.version.token) for item in items] == [1, 2, 3]
     assert [item.version.flags for item in items] == [f for _, _, f in values]
+
+
+@HYPOTHESIS
+@given(values=st.lists(st.one_of(st.none(), st.tuples(
+           st.one_of(st.binary(max_size=50), st.sampled_from([b"\r\n", b"a\r\nMN\r\n", b"\r\nVA 1 t-1 c1 f0\r\nx"])),
+           st.integers(-1, 2**31 - 1))), min_size=3, max_size=3))  # fmt: skip
+def test_a_listing_reads_what_read_mg_reads(values: list[tuple[bytes, int] | None]) -> None:
+    # The listing's batch-at-once path must agree with the reply-by-reply parser on
+    # every batch: misses, and values holding CR LF, the end marker, or text shaped
+    # like a further reply (which must not pass for one).
+    reply = b"".join(b"EN\r\n" if hit is None else b"VA %d t%d c7 f0\r\n%s\r\n" % (len(hit[0]), hit[1], hit[0])
+                     for hit in values)  # fmt: skip
+    conn = connection_fed(reply * 2 + b"MN\r\n")
+    items = read_mg(conn, KEYS, CasToken)
+    conn.close()
+    conn = connection_fed(reply + b"MN\r\n" + reply + b"MN\r\n")
+    for _ in range(2):  # two batches in one stream: the first must end exactly at its marker
+        keys, found, pttls, kinds = mg_columns(conn, KEYS)
+        assert keys == [item.key for item in items] and found == [item.value for item in items]
+        assert pttls == [-1 if item.ttl is None else item.ttl * 1000 for item in items] and kinds == {}
+    conn.close()
+
+
+def test_a_listing_batch_without_its_end_marker_is_a_store_error() -> None:
+    error = parse_or_store_error("mg columns", b"VA 1 t-1 c1 f0\r\nx\r\n" * 3 + b"EN\r\n")
+    assert isinstance(error, StoreError)
 
 
 def test_a_value_header_larger_than_the_bound_fails_at_once() -> None:
@@ -273,7 +300,8 @@ def fake_memcached(answers: dict[bytes, bytes]) -> tuple[int, threading.Event]:
 )
 def test_list_against_a_hostile_server_exits_3_with_one_line(cli: CliRunner, mg_answer: bytes) -> None:
     dump = b"key=session%3Aa exp=-1 la=1 cas=1 fetch=no cls=1 size=70\nEND\r\n"
-    port, stop = fake_memcached({b"version": b"VERSION 1.6.18\r\n", b"lru_crawler metadump": dump, b"mg": mg_answer})
+    port, stop = fake_memcached({b"version": b"VERSION 1.6.18\r\n", b"lru_crawler metadump": dump, b"mg": mg_answer,
+                                  b"mn": b"MN\r\n"})  # fmt: skip
     try:
         result = cli("list", "--store", f"memcached://127.0.0.1:{port}?timeout=2", "--format", "json")
     finally:
@@ -293,6 +321,7 @@ def test_keys_a_hostile_dump_lists_are_checked_like_stored_ones(cli: CliRunner) 
         b"lru_crawler metadump": dump,
         b"mg session:good ": b"VA 2 t-1 c1 f0\r\n{}\r\n",
         b"mg": b"EN\r\n",
+        b"mn": b"MN\r\n",  # a listing ends each batch of reads with a no-op, as a real server answers
     })  # fmt: skip
     try:
         result = cli("list", "--store", f"memcached://127.0.0.1:{port}?timeout=2", "--format", "ndjson")

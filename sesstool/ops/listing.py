@@ -23,6 +23,7 @@ from sesstool.ops.records import (
     isolated,
     key_text,
     make_record,
+    serializer_names,
     sid_start,
     was_unrenderable,
 )
@@ -115,34 +116,30 @@ def _plain_batches(
     limit: int | None,
     on_batch: t.Callable[[int], None] | None,
 ) -> t.Iterator[list[dict[str, t.Any]]]:
-    decode = decode_value
     prefix_length = sid_start(store, prefix)
     left = limit
     for keys, values, pttls, kinds in store.scan_columns(prefix.encode("utf-8"), batch=batch):
         counters.scanned += len(keys)
         for kind in kinds.values():
             counters.other_types[kind] = counters.other_types.get(kind, 0) + 1
-        records = []
-        unknown = 0
-        for key_bytes, value, pttl in zip(keys, values, pttls, strict=True):
-            if value is None:
-                continue
-            try:
-                key = key_bytes.decode("utf-8")
-            except UnicodeDecodeError:
-                key = key_text(key_bytes)
-            name = decode(value, serializer)[0]
-            if name == UNKNOWN:
-                unknown += 1
-            records.append(
-                {
-                    "sid": None if prefix_length is None else key[prefix_length:],
-                    "key": key,
-                    "ttl": None if pttl < 0 else (pttl + 500) // 1000,
-                    "size": len(value),
-                    "serializer": name,
-                }
-            )
+        if None in values:
+            keys, values, pttls = _present(keys, values, pttls)
+        names = serializer_names(t.cast(list[bytes], values), serializer)
+        unknown = names.count(UNKNOWN)
+        try:
+            texts = [key.decode("utf-8") for key in keys]
+        except UnicodeDecodeError:
+            texts = [key_text(key) for key in keys]
+        records = [
+            {
+                "sid": None if prefix_length is None else key[prefix_length:],
+                "key": key,
+                "ttl": None if pttl < 0 else (pttl + 500) // 1000,
+                "size": len(value),  # type: ignore[arg-type]
+                "serializer": name,
+            }
+            for key, value, pttl, name in zip(texts, values, pttls, names, strict=True)
+        ]
         counters.matched += len(records)
         if left is not None and len(records) > left:
             unknown = sum(record["serializer"] == UNKNOWN for record in records[:left])
@@ -155,6 +152,13 @@ def _plain_batches(
             on_batch(len(keys))
         if left == 0:
             return
+
+
+def _present(keys: list[bytes], values: list[bytes | None],
+             pttls: list[int]) -> tuple[list[bytes], list[bytes | None], list[int]]:  # fmt: skip
+    """The columns without the keys that hold no value (gone, or another type)."""
+    kept = [i for i, value in enumerate(values) if value is not None]
+    return [keys[i] for i in kept], [values[i] for i in kept], [pttls[i] for i in kept]
 
 
 def iter_records(

@@ -183,11 +183,16 @@ def metadump() -> Request:
     return Request(b"lru_crawler metadump all\r\n")
 
 
-def mg_values(keys: t.Sequence[bytes]) -> Request:
+def mg_values(keys: t.Sequence[bytes], *, marked: bool = False) -> Request:
+    """``mg`` of each key; ``marked`` adds an ``mn``, whose ``MN`` reply marks where
+    the replies end (a listing then finds them all with one search)."""
     # v t c f: value, seconds left (-1: none), cas, client flags. u: do not bump the
     # item in the LRU or its last-access time (listing is not use).
     _check_keys(keys)
-    return Request(b"".join([b"mg " + key + b" v t c f u\r\n" for key in keys]))
+    if not keys:
+        return Request(b"mn\r\n" if marked else b"")
+    flags = b" v t c f u\r\n"
+    return Request(b"mg " + (flags + b"mg ").join(keys) + flags + (b"mn\r\n" if marked else b""))
 
 
 def mg_idle(keys: t.Sequence[bytes]) -> Request:

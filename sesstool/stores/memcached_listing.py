@@ -20,6 +20,7 @@ import re
 import tempfile
 import typing as t
 
+from sesstool.stores.base import Columns, StoredItem
 from sesstool.stores.memcached_commands import KEY_RULES, CheckedKeys, InvalidKey, show_key, valid_key
 from sesstool.stores.memcached_wire import uri_decode, uri_encode
 
@@ -122,3 +123,31 @@ def decode_expiry(prefix: bytes, lines: list[bytes], invalid: InvalidKeys, serve
 def expiry_lines(block: bytes) -> list[tuple[bytes, bytes]]:
     """``(encoded key, exp)`` of every line of a dump block."""
     return re.findall(rb"key=(\S+) exp=" + EXP, block)
+
+
+def regrouped(chunks: t.Iterable[list[StoredItem]], batch: int) -> t.Iterator[list[StoredItem]]:
+    """Request-sized chunks of items as caller-sized batches of at least ``batch``."""
+    out: list[StoredItem] = []
+    for items in chunks:
+        out += items
+        if len(out) >= batch:
+            yield out
+            out = []
+    if out:
+        yield out
+
+
+def joined(chunks: t.Iterable[Columns], batch: int) -> t.Iterator[Columns]:
+    """Request-sized :class:`Columns` as caller-sized ones of at least ``batch`` keys."""
+    keys: list[bytes] = []
+    values: list[bytes | None] = []
+    pttls: list[int] = []
+    for columns in chunks:
+        keys += columns.keys
+        values += columns.values
+        pttls += columns.pttls
+        if len(keys) >= batch:
+            yield Columns(keys, values, pttls, {})
+            keys, values, pttls = [], [], []
+    if keys:
+        yield Columns(keys, values, pttls, {})

@@ -6,18 +6,21 @@ was not asked for, garbage. Each parser here either returns what a real server
 means or raises one :class:`~sesstool.errors.StoreError` naming the server, and
 never reads more than the bounds of :class:`~sesstool.stores.memcached_wire.Connection`.
 
-``read_mg`` is the hot loop of a listing: one regex match per reply header and
-the value sliced straight out of the receive buffer.
+``mg_rows`` is the hot loop of a listing: one regex match per reply header and
+the value sliced straight out of the receive buffer, no object made per item
+but a tuple (a plain ``list`` turns the rows into columns; commands that write
+back get :class:`~sesstool.stores.base.StoredItem` objects from ``read_mg``).
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 import typing as t
 
 from sesstool.stores import memcached_commands as commands
-from sesstool.stores.base import STRING, StoredItem
+from sesstool.stores.base import STRING, Columns, StoredItem
 from sesstool.stores.memcached_wire import FLAG_ZLIB, CasToken, Connection, ItemVersion, decompress
 
 # Digit counts bounded so that no reply can ask int() for a huge number: sizes and
@@ -34,27 +37,118 @@ _MG_TOKEN = {
     b"s": re.compile(_SIZE),
 }
 _NUMBER = re.compile(_CAS)
+#: Unread bytes a marked batch may take before its ``MN`` is found; past it the
+#: replies are read one by one (a batch of sessions is far smaller).
+MARKED_BATCH = 16 * 1024 * 1024
+
+
+R = t.TypeVar("R")
+#: One ``mg`` hit as the hot loop reads it: key, value (decompressed), seconds left
+#: (``-1``: none), cas token and client flags, the numbers as the server wrote them.
+MgRow = tuple[bytes, bytes, int, bytes, bytes]
 
 
 def read_pipelined(conn: Connection, chunks: t.Iterable[t.Sequence[bytes]],
-               token: type[CasToken]) -> t.Iterator[list[StoredItem]]:  # fmt: skip
-    """Items of each chunk of keys, with the next request sent before a reply is read."""
+                   parse: t.Callable[[Connection, t.Sequence[bytes]], R], *,
+                   marked: bool = False) -> t.Iterator[R]:  # fmt: skip
+    """``parse`` of the replies to each chunk of keys' :func:`~sesstool.stores.memcached_commands.mg_values`
+    (``marked`` as given), with the next request sent before a reply is read (the
+    server answers while the caller works on the previous chunk)."""
     pending: t.Sequence[bytes] | None = None
     for chunk in chunks:
-        conn.send(commands.mg_values(chunk))
+        conn.send(commands.mg_values(chunk, marked=marked))
         if pending is not None:
-            yield read_mg(conn, pending, token)
+            yield parse(conn, pending)
         pending = chunk
     if pending is not None:
-        yield read_mg(conn, pending, token)
+        yield parse(conn, pending)
 
 
 def read_mg(conn: Connection, keys: t.Sequence[bytes], token: type[CasToken]) -> list[StoredItem]:
+    """The items the replies to :func:`~sesstool.stores.memcached_commands.mg_values` hold."""
+    now = int(time.time())  # before the replies are read: the server's clock lags, never leads
+    rows = mg_rows(conn, keys)
+    return [
+        StoredItem(key, value, None, STRING, ItemVersion(token(cas), None, int(flags)))
+        if ttl < 0
+        else StoredItem(key, value, ttl, STRING, ItemVersion(token(cas), now + ttl, int(flags)))
+        for key, value, ttl, cas, flags in rows
+    ]
+
+
+def mg_columns(conn: Connection, keys: t.Sequence[bytes]) -> Columns:
+    """The replies to a marked :func:`~sesstool.stores.memcached_commands.mg_values`
+    as :class:`Columns` (keys, values, milliseconds left), for a listing that needs
+    no item objects.
+
+    The usual batch (every key found, no value holding CR LF) is split and checked
+    in a few calls over the whole batch, no Python step per reply but the TTL's;
+    any other falls back to reading reply by reply (:func:`mg_rows`), which refuses
+    what a real server would not send.
+    """
+    end = _marked_end(conn)
+    columns = _split_batch(conn, end, keys) if end >= 0 else None
+    if columns is not None:
+        conn.pos = end
+        return columns
+    rows = mg_rows(conn, keys)
+    line = conn.readline()
+    if line != b"MN":
+        raise conn.unexpected(line, "mg")
+    if not rows:
+        return Columns([], [], [], {})
+    found, values, ttls, _, _ = zip(*rows, strict=True)
+    return Columns(list(found), list(values), [ttl * 1000 if ttl >= 0 else -1 for ttl in ttls], {})
+
+
+def _marked_end(conn: Connection) -> int:
+    """Where the batch's ``MN`` line ends in ``conn.buf`` (read as far as it), or
+    ``-1`` past :data:`MARKED_BATCH` unread bytes (the slow path reads on)."""
+    buf, pos = conn.buf, conn.pos
+    if buf.startswith(b"MN\r\n", pos):
+        return pos + 4
+    searched = pos
+    while True:
+        found = buf.find(b"\r\nMN\r\n", searched)
+        if found >= 0:
+            return found + 6
+        if len(buf) - pos > MARKED_BATCH:
+            return -1
+        searched = max(pos, len(buf) - 5) - pos  # fill() moves the unread bytes to 0
+        conn.fill()
+        buf, pos = conn.buf, conn.pos
+        searched += pos
+
+
+def _split_batch(conn: Connection, end: int, keys: t.Sequence[bytes]) -> Columns | None:
+    """A whole batch of hits up to ``end`` as columns, or ``None`` if it is anything else."""
+    n = len(keys)
+    pieces = conn.buf[conn.pos : end - 4].split(b"\r\n")
+    if len(pieces) != 2 * n + 1 or pieces[-1]:
+        return None  # a miss (EN has no value), or CR LF inside a value
+    heads = b"\r\n".join(pieces[0:-1:2]) + b"\r\n"
+    fields = _MG_HEAD.findall(heads)
+    # Matches never overlap: n of them whose lengths add up to the whole text are
+    # each exactly one header, in order.
+    if len(fields) != n or 11 * n + len(b"".join(itertools.chain.from_iterable(fields))) != len(heads):
+        return None
+    values = t.cast("list[bytes | None]", pieces[1::2])
+    sizes, ttls, _, flags = zip(*fields, strict=True)
+    # A value holding CR LF is cut short by the split, so its size tells: no value
+    # can pass for another reply.
+    if list(map(int, sizes)) != list(map(len, pieces[1::2])):
+        return None
+    if flags.count(b"0") != n:
+        values = [decompress(value) or value if int(flag) & FLAG_ZLIB else value
+                  for value, flag in zip(pieces[1::2], flags, strict=True)]  # fmt: skip
+    return Columns(list(keys), values, [ttl * 1000 if ttl >= 0 else -1 for ttl in map(int, ttls)], {})
+
+
+def mg_rows(conn: Connection, keys: t.Sequence[bytes]) -> list[MgRow]:
     """Parse the replies to :func:`~sesstool.stores.memcached_commands.mg_values`
-    (one per key, in order; ``EN`` for a miss), building the items as it goes."""
-    items: list[StoredItem] = []
-    append = items.append
-    now = int(time.time())
+    (one per key, in order; ``EN`` for a miss): the hot loop of a listing."""
+    rows: list[MgRow] = []
+    append = rows.append
     match = _MG_HEAD.match
     buf, pos = conn.buf, conn.pos
     for key in keys:
@@ -82,16 +176,11 @@ def read_mg(conn: Connection, keys: t.Sequence[bytes], token: type[CasToken]) ->
         # lies leaves the next header out of place, which the slow path refuses.
         value = buf[start:end]
         pos = end + 2
-        flags = int(flags_b)
-        if flags & FLAG_ZLIB:
+        if flags_b != b"0" and int(flags_b) & FLAG_ZLIB:
             value = decompress(value) or value
-        ttl = int(ttl_b)
-        if ttl < 0:
-            append(StoredItem(key, value, None, STRING, ItemVersion(token(cas_b), None, flags)))
-        else:
-            append(StoredItem(key, value, ttl, STRING, ItemVersion(token(cas_b), now + ttl, flags)))
+        append((key, value, int(ttl_b), cas_b, flags_b))
     conn.pos = pos
-    return items
+    return rows
 
 
 def _mg_head(conn: Connection) -> tuple[bytes, bytes, bytes, bytes] | None:
