@@ -26,7 +26,7 @@ from sesstool.ops.records import (
     was_unrenderable,
 )
 from sesstool.ops.selectors import Predicate
-from sesstool.stores.base import STRING, Store
+from sesstool.stores.base import MISSING, STRING, Store
 
 SORT_FIELDS = ("key", "ttl", "size")
 DEFAULT_BATCH = 1000
@@ -63,8 +63,12 @@ def iter_decoded(
     """
     counters = counters if counters is not None else ScanCounters()
     decode = decode_value
-    for items in store.scan(prefix.encode("utf-8"), batch=batch):
+    # A --where keeps few sessions: the store may read only their TTLs (scan_values).
+    batches = store.scan(prefix.encode("utf-8"), batch=batch) if where is None else \
+        store.scan_values(prefix.encode("utf-8"), batch=batch)
+    for items in batches:
         counters.scanned += len(items)
+        selected = []
         for item in items:
             if item.kind != STRING:
                 counters.other_types[item.kind] = counters.other_types.get(item.kind, 0) + 1
@@ -81,8 +85,12 @@ def iter_decoded(
                 except UndecodableValue:
                     counters.undecodable += 1  # its values cannot even be compared: it cannot match
                     continue
-            counters.matched += 1
-            yield Decoded(item, name, data)
+            selected.append(Decoded(item, name, data))
+        if where is not None and selected:
+            store.read_ttls([d.item for d in selected])
+            selected = [d for d in selected if d.item.kind != MISSING]
+        counters.matched += len(selected)
+        yield from selected
         if on_batch is not None:
             on_batch(len(items))
 
