@@ -105,10 +105,12 @@ class Timed:
     cpu_seconds: float = 0.0  # the child's user + system time: steadier than wall time on a busy machine
 
 
-def run_timed(argv: list[str] | str, *, shell: bool = False, env: dict[str, str] | None = None) -> Timed:
+def run_timed(argv: list[str] | str, *, shell: bool = False, env: dict[str, str] | None = None,
+              cwd: str | Path | None = None) -> Timed:
     """Wall time and peak RSS of one child process, its output discarded (counted)."""
     started = time.perf_counter()
-    process = subprocess.Popen(argv, shell=shell, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    process = subprocess.Popen(argv, shell=shell, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                               cwd=cwd)  # fmt: skip
     assert process.stdout is not None
     size = 0
     while chunk := process.stdout.read(1 << 20):

@@ -79,7 +79,10 @@ def main() -> None:
                 for _ in range(args.runs):
                     for label, (_, tree) in trees.items():
                         env = {**os.environ, "PYTHONPATH": str(tree)}
-                        result = run_timed([sys.executable, "-m", "sesstool", *SCENARIOS[name], *store], env=env)
+                        # Run from the tree: ``-m`` puts the working directory first on
+                        # sys.path, so from the checkout both columns would run its code.
+                        result = run_timed([sys.executable, "-m", "sesstool", *SCENARIOS[name], *store], env=env,
+                                           cwd=tree)  # fmt: skip
                         if result.returncode != 0:
                             raise SystemExit(f"{label} ({trees[label][0]}) failed on {name}: exit {result.returncode}")
                         seconds[label].append(result.seconds)
