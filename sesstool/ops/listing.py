@@ -63,10 +63,9 @@ def iter_decoded(
     """
     counters = counters if counters is not None else ScanCounters()
     decode = decode_value
-    # A --where keeps few sessions: the store may read only their TTLs (scan_values).
-    batches = store.scan(prefix.encode("utf-8"), batch=batch) if where is None else \
-        store.scan_values(prefix.encode("utf-8"), batch=batch)
-    for items in batches:
+    encoded = prefix.encode("utf-8")
+    # A --where keeps few sessions: the store may read the TTLs of those alone.
+    for items in store.scan(encoded, batch=batch) if where is None else store.scan_values(encoded, batch=batch):
         counters.scanned += len(items)
         selected = []
         for item in items:
@@ -76,21 +75,24 @@ def iter_decoded(
             name, data = decode(item.value, serializer)  # type: ignore[arg-type]
             if data is None:
                 counters.undecodable += 1
-            if where is not None:
-                if data is None:
+            if where is None:
+                counters.matched += 1
+                yield Decoded(item, name, data)
+                continue
+            if data is None:
+                continue
+            try:
+                if not isolated(where, data):
                     continue
-                try:
-                    if not isolated(where, data):
-                        continue
-                except UndecodableValue:
-                    counters.undecodable += 1  # its values cannot even be compared: it cannot match
-                    continue
+            except UndecodableValue:
+                counters.undecodable += 1  # its values cannot even be compared: it cannot match
+                continue
             selected.append(Decoded(item, name, data))
-        if where is not None and selected:
+        if selected:
             store.read_ttls([d.item for d in selected])
-            selected = [d for d in selected if d.item.kind != MISSING]
-        counters.matched += len(selected)
-        yield from selected
+            selected = [d for d in selected if d.item.kind != MISSING]  # gone since
+            counters.matched += len(selected)
+            yield from selected
         if on_batch is not None:
             on_batch(len(items))
 
