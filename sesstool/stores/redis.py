@@ -54,6 +54,8 @@ class RedisStore(RedisBase):
             pipe.pttl(item.key)
         with self._errors():
             pttls = pipe.execute()
+        if not all(type(pttl) is int for pttl in pttls):
+            raise StoreError(self._odd_reply("PTTL"))
         for item, pttl in zip(items, pttls, strict=True):
             if pttl == -2:  # gone since its value was read
                 item.value, item.kind = None, MISSING
