@@ -37,6 +37,7 @@ SCENARIOS: dict[str, list[str]] = {
     "list --data": ["list", "--data", "--format", "ndjson"],
     "stats": ["stats", "--format", "json"],
     "purge --where --dry-run": ["purge", "--where", "user_id=42", "--dry-run", "--format", "json"],
+    "export": ["export"],
     "export --where": ["export", "--where", "user_id=42"],
 }
 
