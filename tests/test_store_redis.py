@@ -150,7 +150,7 @@ def test_replies_split_across_many_socket_reads_are_read_whole(redis_server, red
     import redis
 
     _sessions(redis_client, 1500)
-    store = RedisStore(redis.Redis(port=redis_server.port, socket_read_size=64))
+    store = RedisStore(redis.Redis(connection_pool=redis.ConnectionPool(port=redis_server.port, socket_read_size=64)))
     expected = {f"session:{i}".encode(): (redis_client.get(f"session:{i}"), 1000 + i) for i in range(1500)}
     columns = list(store.scan_columns(b"session:", batch=400))
     seen = {key: (value, (pttl + 500) // 1000) for c in columns for key, value, pttl in zip(*c[:3], strict=True)}
