@@ -120,11 +120,12 @@ sys.stderr.write(f"{time.perf_counter() - started} {cpu} {usage.ru_maxrss} {os.w
 """
 
 
-def run_timed(argv: list[str] | str, *, shell: bool = False, env: dict[str, str] | None = None) -> Timed:
+def run_timed(argv: list[str] | str, *, shell: bool = False, env: dict[str, str] | None = None,
+              cwd: str | Path | None = None) -> Timed:
     """Wall time, CPU time and peak RSS of one command, its output discarded (counted)."""
     command = ["/bin/sh", "-c", argv] if shell else list(t.cast(list[str], argv))
     process = subprocess.Popen([sys.executable, "-c", _LAUNCH, *command], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env=env)  # fmt: skip
+                               stderr=subprocess.PIPE, env=env, cwd=cwd)  # fmt: skip
     assert process.stdout is not None and process.stderr is not None
     size = lines = 0
     while chunk := process.stdout.read(1 << 20):

@@ -3,7 +3,8 @@
 A refactor's cost shows here before it lands: both revisions read the same
 loaded Redis, their runs alternate (so a noisy neighbour slows both alike), and
 the table gives min and median wall time per revision, and the ratios of the
-medians of wall time and of sesstool's own CPU time (steadier on a busy machine).
+medians of wall time, of sesstool's own CPU time and of the redis-server's CPU
+time (both steadier than wall time on a busy machine).
 
     .venv/bin/python benchmarks/compare.py main HEAD                 # 200,000 sessions, 5 runs each
     .venv/bin/python benchmarks/compare.py 73c3f32 HEAD --sessions 1000000 --runs 3
@@ -26,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from common import load_redis, run_timed, start_redis, table
+from redis_raw import server_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,6 +38,8 @@ SCENARIOS: dict[str, list[str]] = {
     "list --data": ["list", "--data", "--format", "ndjson"],
     "stats": ["stats", "--format", "json"],
     "purge --where --dry-run": ["purge", "--where", "user_id=42", "--dry-run", "--format", "json"],
+    "export": ["export"],
+    "export --where": ["export", "--where", "user_id=42"],
 }
 
 
@@ -90,16 +94,23 @@ def main() -> None:
             for name in scenarios:
                 seconds: dict[str, list[float]] = {"old": [], "new": []}
                 cpu: dict[str, list[float]] = {"old": [], "new": []}
+                served: dict[str, list[float]] = {"old": [], "new": []}
                 for _ in range(args.runs):
                     for label, (_, tree) in trees.items():
                         env = {**os.environ, "PYTHONPATH": str(tree)}
-                        result = run_timed([sys.executable, "-m", "sesstool", *SCENARIOS[name], *store], env=env)
+                        before = server_cpu(server.pid)
+                        # Run from the tree: ``-m`` puts the working directory first on
+                        # sys.path, so from the checkout both columns would run its code.
+                        result = run_timed([sys.executable, "-m", "sesstool", *SCENARIOS[name], *store], env=env,
+                                           cwd=tree)  # fmt: skip
                         if result.returncode != 0:
                             raise SystemExit(f"{label} ({trees[label][0]}) failed on {name}: exit {result.returncode}")
                         seconds[label].append(result.seconds)
                         cpu[label].append(result.cpu_seconds)
+                        served[label].append(server_cpu(server.pid) - before)
                 old, new = (statistics.median(seconds[k]) for k in ("old", "new"))
                 old_cpu, new_cpu = (statistics.median(cpu[k]) for k in ("old", "new"))
+                old_served, new_served = (statistics.median(served[k]) for k in ("old", "new"))
                 rows.append(
                     [
                         name,
@@ -107,6 +118,7 @@ def main() -> None:
                         f"{min(seconds['new']):.3f} / {new:.3f}",
                         f"{new / old:.2f}",
                         f"{new_cpu / old_cpu:.2f}",
+                        f"{new_served / old_served:.2f}" if old_served else "-",
                     ]
                 )
         finally:
@@ -114,7 +126,8 @@ def main() -> None:
     old_commit, new_commit = trees["old"][0], trees["new"][0]
     source = "a snapshot (rdb://)" if args.rdb else "Redis"
     print(f"\n{args.sessions:,} sessions in {source}, {args.runs} alternating runs each; seconds as min / median")
-    print(table(rows, ["scenario", f"old {old_commit}", f"new {new_commit}", "new/old wall", "new/old CPU"]))
+    print(table(rows, ["scenario", f"old {old_commit}", f"new {new_commit}", "new/old wall", "new/old CPU",
+                       "new/old server CPU"]))
 
 
 if __name__ == "__main__":

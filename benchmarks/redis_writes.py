@@ -18,6 +18,7 @@ least as fast as the baseline (ratio_vs_baseline <= 1).
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import typing as t
@@ -49,10 +50,10 @@ def run_write_benchmarks(redis_port: int, n: int, load: Loader | None = None, *,
 
     :param load: ``load(port, n)`` fills the (flushed) database with ``n`` sessions,
         1 in 1000 holding ``user_id`` 42; default: ``common.load_redis``.
-    :param runs: best of this many runs per case (each on freshly loaded data).
-    :returns: one row per case: ``name``, ``seconds``, ``per_second`` and
-        ``ratio_vs_baseline`` (time / baseline time; below 1 is faster). The table
-        is also printed unless ``quiet``.
+    :param runs: runs per case, the cases alternating (each on freshly loaded data).
+    :returns: one row per case: ``name``, ``runs`` (every time), ``seconds`` (the
+        best), ``median``, ``per_second`` and ``ratio_vs_baseline`` (of the medians;
+        below 1 is faster). The table is also printed unless ``quiet``.
     """
     load = load or load_redis
     store = f"redis://127.0.0.1:{redis_port}/0"
@@ -67,25 +68,27 @@ def run_write_benchmarks(redis_port: int, n: int, load: Loader | None = None, *,
          [SESSTOOL, "purge", "--store", store, "--all", "--yes", "--format", "json"],
          lambda left: left == 0),
     ]
-    rows: list[dict[str, t.Any]] = []
-    for name, argv, check in cases:
-        best = None
-        for _ in range(runs):
+    rows: list[dict[str, t.Any]] = [{"name": name, "runs": []} for name, _, _ in cases]
+    for _ in range(runs):  # alternating, so background load hits every case alike
+        for row, (name, argv, check) in zip(rows, cases, strict=True):
             _fresh(redis_port, n, load)
             timed = run_timed(argv, shell=isinstance(argv, str))
             left = _count(redis_port)
             if timed.returncode != 0 or not check(left):
                 raise SystemExit(f"{name}: exit {timed.returncode}, {left} sessions left")
-            best = timed.seconds if best is None else min(best, timed.seconds)
-        assert best is not None
-        rows.append({"name": name, "seconds": best, "per_second": n / best})
-    baseline = rows[0]["seconds"]
+            row["runs"].append(timed.seconds)
     for row in rows:
-        row["ratio_vs_baseline"] = row["seconds"] / baseline
+        row["seconds"] = min(row["runs"])
+        row["median"] = statistics.median(row["runs"])
+        row["per_second"] = n / row["median"]
+    baseline = rows[0]["median"]
+    for row in rows:
+        row["ratio_vs_baseline"] = row["median"] / baseline
     if not quiet:
-        print(f"Write path, {n:,} sessions (best of {runs}); ratio = time / baseline time")
-        print(table([[r["name"], f"{r['seconds']:.2f}", f"{r['per_second']:,.0f}", f"{r['ratio_vs_baseline']:.2f}"]
-                     for r in rows], ["command", "seconds", "sessions/s", "ratio"]))
+        print(f"Write path, {n:,} sessions, {runs} alternating runs; seconds min / median; ratio of medians")
+        print(table([[r["name"], f"{r['seconds']:.2f} / {r['median']:.2f}", f"{r['per_second']:,.0f}",
+                      f"{r['ratio_vs_baseline']:.2f}"] for r in rows],
+                    ["command", "seconds", "sessions/s (median)", "ratio"]))  # fmt: skip
     return rows
 
 

@@ -279,6 +279,24 @@ def test_scan_scan_keys_and_scan_columns_list_each_key_once(store: Store, prefix
             assert (pttl == -1) == (by_scanned[key].ttl is None)
 
 
+def test_scan_values_then_read_ttls_gives_what_scan_gives(store: Store, prefix: bytes, seed: Seed) -> None:
+    # What list --where reads: values first, the TTL only of the items it keeps.
+    entries = _entries(prefix, 25)
+    store = seed(store, [*entries, (prefix + b"forever", b"x", None)])
+    scanned = {item.key: item for batch in store.scan(prefix, batch=7) for item in batch}
+    kept = [item for batch in store.scan_values(prefix, batch=7) for item in batch]
+    assert sorted(item.key for item in kept) == sorted(scanned)
+    assert all(item.value == scanned[item.key].value for item in kept)
+    kept = kept[::3]  # some of them, as a selection would keep
+    store.read_ttls(kept)
+    for item in kept:
+        assert item.kind == scanned[item.key].kind
+        if scanned[item.key].ttl is None:
+            assert item.ttl is None
+        else:
+            assert _within(item.ttl, scanned[item.key].ttl or 0)
+
+
 def test_fetch_keeps_order_and_get_reports_missing_keys(store: Store, prefix: bytes, seed: Seed) -> None:
     entries = _entries(prefix, 3)
     keys = [key for key, _, _ in entries]

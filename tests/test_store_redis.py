@@ -130,3 +130,72 @@ def test_listing_as_a_user_denied_pttl_is_a_store_error(redis_server, cli) -> No
     finally:
         admin.execute_command("ACL", "DELUSER", "nopttl")
         admin.delete("session:one")
+
+
+def _sessions(redis_client, n: int, *, every: int = 0) -> None:
+    """``n`` msgpack sessions of varied sizes and TTLs; with ``every``, each one in
+    ``every`` has user_id 42."""
+    import msgspec
+
+    pipe = redis_client.pipeline()
+    for i in range(n):
+        data = {"user_id": 42 if every and i % every == 0 else -i, "pad": "x" * (i % 97)}
+        pipe.set(f"session:{i}", msgspec.msgpack.encode(data), ex=1000 + i)
+    pipe.execute()
+
+
+def test_replies_split_across_many_socket_reads_are_read_whole(redis_server, redis_url, redis_client) -> None:
+    # A 64-byte read buffer ends it inside nearly every reply of a batch: TTLs and
+    # values must still pair with their keys.
+    import redis
+
+    _sessions(redis_client, 1500)
+    store = RedisStore(redis.Redis(connection_pool=redis.ConnectionPool(port=redis_server.port, socket_read_size=64)))
+    expected = {f"session:{i}".encode(): (redis_client.get(f"session:{i}"), 1000 + i) for i in range(1500)}
+    columns = list(store.scan_columns(b"session:", batch=400))
+    seen = {key: (value, (pttl + 500) // 1000) for c in columns for key, value, pttl in zip(*c[:3], strict=True)}
+    assert seen.keys() == expected.keys()
+    assert all(seen[key][0] == value and abs(seen[key][1] - ttl) <= 2 for key, (value, ttl) in expected.items())
+    values = {item.key: item.value for batch in store.scan_values(b"session:", batch=400) for item in batch}
+    assert values == {key: value for key, (value, _) in expected.items()}
+
+
+def test_a_scan_closed_part_way_leaves_no_stray_reply_for_the_next_command(redis_url, redis_client) -> None:
+    # Two fetches are in flight when the caller stops reading: the next command on
+    # the store must get its own reply, not one of theirs.
+    _sessions(redis_client, 3000)
+    store = open_store(redis_url)
+    scan = store.scan_columns(b"session:", batch=200)
+    next(scan)
+    next(scan)
+    scan.close()
+    item = store.get(b"session:7")
+    assert item is not None and item.value == redis_client.get("session:7")
+    assert sum(len(batch) for batch in store.scan(b"session:", batch=500)) == 3000
+
+
+def test_list_where_reads_the_ttl_of_the_matching_sessions_only(redis_url, redis_client, cli) -> None:
+    import json
+
+    _sessions(redis_client, 2000, every=100)
+    redis_client.hset("session:h", "a", "b")
+    redis_client.config_resetstat()
+    result = cli("list", "--store", redis_url, "--where", "user_id=42", "--format", "ndjson")
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(r["key"] for r in records) == sorted(f"session:{i}" for i in range(0, 2000, 100))
+    assert all(abs(r["ttl"] - (1000 + int(r["sid"]))) <= 2 for r in records)
+    # A PTTL for each of the 20 matches, none for the 1,980 others (nor the hash).
+    assert redis_client.info("commandstats")["cmdstat_pttl"]["calls"] == 20
+
+
+def test_a_session_deleted_between_its_value_and_its_ttl_is_reported_gone(redis_url, redis_client) -> None:
+    _sessions(redis_client, 10)
+    store = open_store(redis_url)
+    items = [item for batch in store.scan_values(b"session:") for item in batch]
+    assert all(item.ttl is None for item in items)  # not read yet
+    redis_client.delete("session:3")
+    store.read_ttls(items)
+    by_key = {item.key: item for item in items}
+    assert by_key[b"session:3"].kind == "none" and by_key[b"session:3"].value is None
+    assert abs((by_key[b"session:4"].ttl or 0) - 1004) <= 2

@@ -28,7 +28,7 @@ from sesstool.ops.records import (
     was_unrenderable,
 )
 from sesstool.ops.selectors import Predicate
-from sesstool.stores.base import STRING, Store
+from sesstool.stores.base import MISSING, STRING, Store
 
 SORT_FIELDS = ("key", "ttl", "size")
 
@@ -72,8 +72,12 @@ def iter_decoded(scan: Scan, where: Predicate | None = None) -> t.Iterator[Decod
     """
     counters, serializer, on_batch = scan.counters, scan.serializer, scan.on_batch
     decode = decode_value
-    for items in scan.store.scan(scan.prefix.encode("utf-8"), batch=scan.batch):
+    store, encoded = scan.store, scan.prefix.encode("utf-8")
+    # A --where keeps few sessions: the store may read the TTLs of those alone.
+    reads = store.scan(encoded, batch=scan.batch) if where is None else store.scan_values(encoded, batch=scan.batch)
+    for items in reads:
         counters.scanned += len(items)
+        selected = []
         for item in items:
             if item.kind != STRING:
                 counters.other_types[item.kind] = counters.other_types.get(item.kind, 0) + 1
@@ -81,17 +85,24 @@ def iter_decoded(scan: Scan, where: Predicate | None = None) -> t.Iterator[Decod
             name, data = decode(item.value, serializer)  # type: ignore[arg-type]
             if data is None:
                 counters.undecodable += 1
-            if where is not None:
-                if data is None:
+            if where is None:
+                counters.matched += 1
+                yield Decoded(item, name, data)
+                continue
+            if data is None:
+                continue
+            try:
+                if not isolated(where, data):
                     continue
-                try:
-                    if not isolated(where, data):
-                        continue
-                except UndecodableValue:
-                    counters.undecodable += 1  # its values cannot even be compared: it cannot match
-                    continue
-            counters.matched += 1
-            yield Decoded(item, name, data)
+            except UndecodableValue:
+                counters.undecodable += 1  # its values cannot even be compared: it cannot match
+                continue
+            selected.append(Decoded(item, name, data))
+        if selected:
+            store.read_ttls([d.item for d in selected])
+            selected = [d for d in selected if d.item.kind != MISSING]  # gone since
+            counters.matched += len(selected)
+            yield from selected
         if on_batch is not None:
             on_batch(len(items))
 

@@ -268,6 +268,17 @@ class Store(abc.ABC):
                 {i: item.kind for i, item in enumerate(items) if item.kind != STRING},
             )
 
+    def scan_values(self, prefix: bytes, *, batch: int = 1000) -> t.Iterator[list[StoredItem]]:
+        """:meth:`scan` for a caller that selects by value and needs the TTL only of
+        the few it keeps: a store may leave TTLs unread (``ttl`` and ``version``
+        ``None``) for :meth:`read_ttls` to fill in. This default reads them."""
+        return self.scan(prefix, batch=batch)
+
+    def read_ttls(self, items: t.Sequence[StoredItem]) -> None:
+        """Fill in the TTL (and ``version``) of items from :meth:`scan_values`; one gone
+        since gets the kind ``"none"``. This default has nothing left to read."""
+        return None
+
     def set_many(self, entries: t.Sequence[Entry]) -> None:
         """:meth:`set` each ``(key, value, ttl)``."""
         for key, value, ttl in entries:

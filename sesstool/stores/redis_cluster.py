@@ -17,7 +17,7 @@ from redis.exceptions import AskError, MovedError, ResponseError
 from sesstool.stores.base import Columns, StoredItem, idle_pairs
 from sesstool.stores.parallel import merged
 from sesstool.stores.redis_base import RedisBase, _glob_escape, _seconds
-from sesstool.stores.redis_wire import pack_get_fetch, scan_overlapped
+from sesstool.stores.redis_wire import pack_get_fetch, read_replies, scan_overlapped
 
 
 class RedisClusterStore(RedisBase):
@@ -42,10 +42,8 @@ class RedisClusterStore(RedisBase):
         # The parser hands error replies back as values. A key SCAN just found on
         # this node answers MOVED or ASK only while its slot migrates: those few are
         # fetched again through the cluster client, which follows the redirect.
-        parser = getattr(connection, "_parser", None)
-        read = getattr(parser, "read_response", None) or connection.read_response
-        pttls = [read() for _ in keys]
-        values = [read() for _ in keys]
+        replies = read_replies(connection, 2 * len(keys))
+        pttls, values = replies[: len(keys)], replies[len(keys) :]
         moved = []
         for i, (pttl, value) in enumerate(zip(pttls, values, strict=True)):
             if isinstance(pttl, int) and not isinstance(value, Exception):

@@ -39,30 +39,32 @@ return deleted
 """
 
 
-# What both idle scripts begin with: their first two arguments, and for each key its
-# idle time, read first because a GET would reset it (TYPE and PTTL do not). A
-# server that tracks no idle time (an LFU maxmemory-policy) stops the script with
-# its error. The loop stays open: each script goes on with `idle` (false when gone).
-_EACH_KEY_IDLE = """
+# What both idle scripts share: their arguments (ARGV[1] the idle seconds a key must
+# exceed; ARGV[2] '1' for keys without expiry only), and a loop over KEYS that reads
+# each key's idle time before anything else touches the key (a GET would reset it;
+# TYPE and PTTL do not). Under an LFU maxmemory-policy that read is an error, passed on.
+_IDLE_LOOP = """
 local min_idle = tonumber(ARGV[1])
 local no_expiry_only = ARGV[2] == '1'
+{setup}
 for i, key in ipairs(KEYS) do
   local idle = redis.pcall('OBJECT', 'IDLETIME', key)
   if type(idle) == 'table' and idle.err then
     return redis.error_reply(idle.err)
   end
+{body}
+end
+{result}
 """
 
-# For keys idle for more than ARGV[1] seconds (and, when ARGV[2] is '1', without
-# expiry): their PTTL, type and, when ARGV[3] is '1', value. Keys that do not
-# qualify are not read, so their idle time stays as it was. Per key: idle (false
-# when gone), pttl, and the value, or {type} for a key not read or of another type,
-# or false.
-FETCH_IDLE = """
-local with_values = ARGV[3] == '1'
-local out = {}
-""" + _EACH_KEY_IDLE + """
-  out[3 * i - 2] = idle or false
+# For keys idle for more than ARGV[1] seconds (and, with ARGV[2], without expiry):
+# their PTTL, type and, when ARGV[3] is '1', value. Keys that do not qualify are not
+# read, so their idle time stays as it was. Per key: idle (false when gone), pttl, and
+# the value, or {type} for a key not read or of another type, or false.
+FETCH_IDLE = _IDLE_LOOP.format(
+    setup="""local with_values = ARGV[3] == '1'
+local out = {}""",
+    body="""  out[3 * i - 2] = idle or false
   out[3 * i - 1] = false
   out[3 * i] = false
   if idle and idle > min_idle then
@@ -76,19 +78,17 @@ local out = {}
         out[3 * i] = {kind}
       end
     end
-  end
-end
-return out
-"""
+  end""",
+    result="return out",
+)
 
-# Unlink each string key still idle for more than ARGV[1] seconds (and, when ARGV[2]
-# is '1', without expiry): selection and deletion in one atomic step, nothing read.
+# Unlink each string key still idle for more than ARGV[1] seconds (and, with ARGV[2],
+# without expiry): selection and deletion in one atomic step, nothing read.
 # Returns {deleted, {type of each idle key that is not a string}}.
-DELETE_IDLE = """
-local deleted = 0
-local others = {}
-""" + _EACH_KEY_IDLE + """
-  if idle and idle > min_idle and (not no_expiry_only or redis.call('PTTL', key) == -1) then
+DELETE_IDLE = _IDLE_LOOP.format(
+    setup="""local deleted = 0
+local others = {}""",
+    body="""  if idle and idle > min_idle and (not no_expiry_only or redis.call('PTTL', key) == -1) then
     local kind = redis.call('TYPE', key).ok
     if kind == 'string' then
       redis.call('UNLINK', key)
@@ -96,7 +96,6 @@ local others = {}
     else
       others[#others + 1] = kind
     end
-  end
-end
-return {deleted, others}
-"""
+  end""",
+    result="return {deleted, others}",
+)
