@@ -170,8 +170,8 @@ def plot(points: list[Point], path: str) -> None:
                 sessions, color = [p.sessions for p in line], f"C{index}"  # a colour a store, a line style a command
                 left.plot(sessions, [p.seconds for p in line], style, color=color, marker="o", label=label)
                 right.plot(sessions, [p.rss_mb for p in line], style, color=color, marker="o", label=label)
-    left.set(xscale="log", yscale="log", xlabel="sessions", ylabel="seconds", title="time (linear: slope 1)")
-    right.set(xscale="log", xlabel="sessions", ylabel="peak RSS (MB)", title="memory (flat)")
+    left.set(xscale="log", yscale="log", xlabel="sessions", ylabel="seconds", title="time (log-log: slope 1 is linear)")
+    right.set(xscale="log", xlabel="sessions", ylabel="peak RSS (MB)", title="peak RSS")
     right.set_ylim(bottom=0)
     left.grid(True, which="both", alpha=0.3)
     right.grid(True, alpha=0.3)
