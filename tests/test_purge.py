@@ -266,3 +266,20 @@ def test_a_paced_command_takes_small_steps_unless_told_otherwise(cli, redis_url,
     counts.clear()
     assert cli("list", "--store", redis_url, "--batch", "1000", "--rate", "4000").exit_code == 0
     assert sum(counts) == 600 and max(counts) > 100
+
+
+def test_rate_alone_takes_small_steps(cli, redis_url, redis_client, monkeypatch) -> None:
+    # What keeps a busy server answering its app: a paced command asks for a few
+    # keys a round trip (rate / 500), not the unpaced 1,000 (bench_gentle.py).
+    from sesstool.ops import pacing
+
+    counts: list[int] = []
+    monkeypatch.setattr(pacing.Pacer, "pace", lambda self, count: counts.append(count))
+    for i in range(300):
+        redis_client.set(f"session:s{i}", b"\x81\xa1a\x01")
+    assert cli("list", "--store", redis_url, "--rate", "20000", "--format", "ndjson").exit_code == 0
+    # SCAN's COUNT is a hint (Redis may return a key or two more): about 40, never 1,000.
+    assert sum(counts) == 300 and max(counts) <= 50 and len(counts) >= 300 // 50
+    counts.clear()
+    assert cli("list", "--store", redis_url, "--format", "ndjson", "--rate", "1").exit_code == 0
+    assert 5 <= max(counts) <= 15  # ten keys a step at the least, however slow the rate
