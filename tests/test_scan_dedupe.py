@@ -1,14 +1,18 @@
 """SCAN may return a key twice; ``list``, ``stats`` and ``purge`` still count each
-session once (issue #10, item 12).
+session once (issue #10, item 12), remembering only the latest keys (issue #14).
 
-A real rehash cannot be caught on cue, so a real redis-server answers every command
-and a connection class between redis-py and the socket repeats keys in the SCAN
-replies the way a resizing server does: keys of earlier replies come back, and a
-key appears twice in one reply. Every other reply passes through untouched.
+A real server repeats keys when its table shrinks in the middle of a pass: the
+first test makes one do it, waiting on the server's own report of its table. For
+the bulk commands, a connection class between redis-py and a real redis-server
+repeats keys in the SCAN replies the way a shrinking server does (keys of earlier
+replies come back, and a key appears twice in one reply); every other reply passes
+through untouched.
 """
 
 from __future__ import annotations
 
+import itertools
+import random
 import typing as t
 
 import msgspec
@@ -22,13 +26,82 @@ from sesstool.ops.purge import Criteria, purge
 from sesstool.ops.selectors import parse_all
 from sesstool.ops.stats import StatsAccumulator
 from sesstool.stores.redis import RedisStore
-from sesstool.stores.scanseen import SeenKeys
+from sesstool.stores.scanseen import WINDOW, SeenKeys
 from tests.properties import examples
+from tests.servers import ServerProcess, start_redis
 
 pytestmark = pytest.mark.network
 
 SESSIONS = 3000
 BATCH = 50
+
+
+@pytest.fixture(scope="module")
+def debug_redis() -> t.Iterator[ServerProcess]:
+    """A server that reports its table (DEBUG HTSTATS) and resizes it soon (hz 100)."""
+    server = start_redis(["--enable-debug-command", "yes", "--hz", "100"])
+    yield server
+    server.stop()
+
+
+def _wait_for_shrink(client: t.Any, most: int) -> None:
+    """Return once db 0's main table has at most ``most`` buckets and is not rehashing."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        report = client.execute_command("DEBUG", "HTSTATS", 0).decode()
+        sizes = [int(line.split(":")[1]) for line in report.splitlines() if "table size:" in line]
+        if sizes and len(sizes) == 1 and sizes[0] <= most:
+            return
+        assert time.monotonic() < deadline, f"the table never shrank: {report}"
+        time.sleep(0.01)
+
+
+def test_a_real_shrinking_server_repeats_keys_and_the_listing_does_not(debug_redis: ServerProcess) -> None:
+    """Each trial reads 30% of 60,000 keys, both with bare SCAN and with sesstool's
+    listing, deletes all but ten keys, waits for the server to shrink its table, and
+    reads on. Which keys repeat depends on the server's random hash seed, so trials
+    go on until the bare SCAN repeated some (about one trial in two); the listing
+    must never repeat one."""
+    client = redis.Redis(host="127.0.0.1", port=debug_redis.port)
+    store = RedisStore(redis.Redis(host="127.0.0.1", port=debug_redis.port), f"redis://127.0.0.1:{debug_redis.port}/0")
+    total = 60_000
+    bare_repeats = 0
+    for trial in range(20):
+        # Other survivors each trial: the same keys would fall in the same buckets.
+        survivors = {b"session:%d" % i for i in random.Random(trial).sample(range(total), 10)}
+        client.flushall()
+        pipe = client.pipeline(transaction=False)
+        for i in range(total):
+            pipe.set(b"session:%d" % i, msgspec.msgpack.encode({"user_id": i}))
+        pipe.execute()
+        listed: list[bytes] = []
+        records = iter(iter_plain_records(Scan(store, "session:", batch=500)))
+        listed.extend(r["key"].encode() for r in itertools.islice(records, total * 3 // 10))
+        bare: list[bytes] = []
+        cursor = 0
+        while len(bare) < total * 3 // 10:
+            cursor, keys = client.scan(cursor=cursor, match=b"session:*", count=500)
+            bare.extend(keys)
+        pipe = client.pipeline(transaction=False)
+        for i in range(total):
+            if b"session:%d" % i not in survivors:
+                pipe.delete(b"session:%d" % i)
+        pipe.execute()
+        _wait_for_shrink(client, 16)
+        while cursor != 0:
+            cursor, keys = client.scan(cursor=cursor, match=b"session:*", count=500)
+            bare.extend(keys)
+        listed.extend(r["key"].encode() for r in records)
+        assert len(listed) == len(set(listed))
+        assert survivors <= set(listed) and survivors <= set(bare)
+        bare_repeats += len(bare) - len(set(bare))
+        if bare_repeats:
+            break
+    assert bare_repeats, "in 20 trials the server never repeated a key: this test tests nothing"
+    store.close()
+    client.close()
 
 
 class RepeatingScanConnection(redis.Connection):
@@ -118,14 +191,20 @@ def test_seen_keys_drops_exactly_the_repeats_in_order(batches: list[list[bytes]]
     assert len(seen) == len(reference)
 
 
-def test_seen_keys_holds_hashes_not_keys() -> None:
-    """Memory a key stays a few dozen bytes whatever the keys' length (measured: about
-    88 bytes a key at a million keys)."""
+def test_seen_keys_remembers_the_latest_window_in_bounded_memory() -> None:
+    """A repeat within the last WINDOW keys is dropped however long the pass; one
+    from much further back is not remembered, so memory stays bounded: about 12 MB
+    for a million long keys, where every key's hash took 88 MB."""
     import sys
 
     seen = SeenKeys()
-    for start in range(0, 100_000, 1000):
-        seen.fresh([b"session:%0200d" % i for i in range(start, start + 1000)])
-    assert len(seen) == 100_000
-    per_key = (sys.getsizeof(seen._seen) + sum(sys.getsizeof(h) for h in seen._seen)) / len(seen)
-    assert per_key < 100
+    step = 1000
+    for start in range(0, 1_000_000, step):
+        batch = [b"session:%0200d" % i for i in range(start, start + step)]
+        repeat = [b"session:%0200d" % (start - WINDOW + 1)] if start >= WINDOW else []
+        assert seen.fresh(batch + repeat) == batch
+    assert len(seen) == 1_000_000
+    held = [seen._newer, seen._older]
+    size = sum(sys.getsizeof(d) + sum(sys.getsizeof(h) for h in d) for d in held)
+    assert size < 14_000_000
+    assert seen.fresh([b"session:%0200d" % 0]) == [b"session:%0200d" % 0]  # long forgotten
