@@ -10,16 +10,22 @@ Multi-key commands and Lua scripts cover a whole batch here, which
 from __future__ import annotations
 
 import builtins
-import itertools
 import typing as t
 
 from redis.exceptions import ConnectionError, InvalidResponse, TimeoutError
 
 from sesstool.errors import StoreError
-from sesstool.stores.base import MISSING, STRING, Columns, StoredItem
+from sesstool.stores.base import Columns, StoredItem
 from sesstool.stores.redis_base import RedisBase, _connection_lost, _glob_escape, _pttl, _seconds
 from sesstool.stores.redis_urls import CONNECT_TIMEOUT, SOCKET_TIMEOUT, open_redis
-from sesstool.stores.redis_wire import checkout, pack_mget, pack_mget_fetch, read_replies, scan_overlapped
+from sesstool.stores.redis_wire import (
+    checkout,
+    pack_mget,
+    pack_mget_fetch,
+    read_replies,
+    scan_overlapped,
+    value_items,
+)
 from sesstool.stores.scanseen import SeenKeys
 
 __all__ = ["CONNECT_TIMEOUT", "SOCKET_TIMEOUT", "RedisStore", "open_redis"]
@@ -37,30 +43,8 @@ class RedisStore(RedisBase):
         """:meth:`scan` without the TTLs: one MGET a batch. A PTTL a key costs the
         server about two thirds of what the MGET does (measured), so a ``--where``
         that keeps one session in a thousand reads the TTL of only that one."""
-        for keys, values, _, kinds in scan_overlapped(self.client, _glob_escape(prefix) + b"*", batch,
-                                                      pack_fetch=pack_mget, read_fetch=self._read_values,
-                                                      errors=self._errors):
-            if not kinds:  # the common batch, all strings: built in C
-                yield list(map(StoredItem, keys, values, itertools.repeat(None)))
-            else:
-                yield [StoredItem(key, value, None, kinds.get(i, STRING))
-                       for i, (key, value) in enumerate(zip(keys, values, strict=True))]
-
-    def read_ttls(self, items: t.Sequence[StoredItem]) -> None:
-        if not items:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for item in items:
-            pipe.pttl(item.key)
-        with self._errors():
-            pttls = pipe.execute()
-        if not all(type(pttl) is int for pttl in pttls):
-            raise StoreError(self._odd_reply("PTTL"))
-        for item, pttl in zip(items, pttls, strict=True):
-            if pttl == -2:  # gone since its value was read
-                item.value, item.kind = None, MISSING
-            else:
-                item.ttl, item.version = _seconds(pttl), pttl
+        return value_items(scan_overlapped(self.client, _glob_escape(prefix) + b"*", batch, pack_fetch=pack_mget,
+                                           read_fetch=self._read_values, errors=self._errors))
 
     def _read_values(self, connection: t.Any, keys: list[bytes]) -> Columns:
         values = self._read_replies(connection, 1)[0]

@@ -114,6 +114,22 @@ class RedisBase(Store):
     def _fetch_replies(self, keys: list[bytes]) -> tuple[list[int], list[bytes | None]]:
         """The PTTL and value (``None`` for another type or none) of each key."""
 
+    def read_ttls(self, items: t.Sequence[StoredItem]) -> None:
+        if not items:
+            return
+        pipe = self.client.pipeline(transaction=False)  # per node on a Cluster
+        for item in items:
+            pipe.pttl(item.key)
+        with self._errors():
+            pttls = pipe.execute()
+        if not all(type(pttl) is int for pttl in pttls):
+            raise StoreError(f"{self.describe()} answered a PTTL with something else")
+        for item, pttl in zip(items, pttls, strict=True):
+            if pttl == -2:  # gone since its value was read
+                item.value, item.kind = None, MISSING
+            else:
+                item.ttl, item.version = _seconds(pttl), pttl
+
     def _columns(
         self, keys: list[bytes], pttls: list[int], values: list[bytes | None], *, keep_missing: bool
     ) -> Columns:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import sys
 import typing as t
 
-from sesstool.stores.base import Columns
+from sesstool.stores.base import STRING, Columns, StoredItem
 from sesstool.stores.scanseen import SeenKeys
 
 #: what turns a batch's keys into the packed commands that fetch their TTL and value
@@ -39,6 +40,21 @@ def pack_get_fetch(keys: list[bytes]) -> bytes:
     """RESP for one PTTL per key, then one GET per key (keys of several slots)."""
     args = [b"$%d\r\n%s\r\n" % (len(key), key) for key in keys]
     return _PTTL + _PTTL.join(args) + _GET + _GET.join(args)
+
+
+def pack_gets(keys: list[bytes]) -> bytes:
+    """RESP for one GET per key: values without TTLs, for keys of several slots."""
+    return _GET + _GET.join([b"$%d\r\n%s\r\n" % (len(key), key) for key in keys])
+
+
+def value_items(batches: t.Iterable[Columns]) -> t.Iterator[list[StoredItem]]:
+    """Items without TTLs (``ttl`` ``None``, for ``read_ttls``) of fetched columns."""
+    for keys, values, _, kinds in batches:
+        if not kinds:  # the common batch, all strings: built in C
+            yield list(map(StoredItem, keys, values, itertools.repeat(None)))
+        else:
+            yield [StoredItem(key, value, None, kinds.get(i, STRING))
+                   for i, (key, value) in enumerate(zip(keys, values, strict=True))]  # fmt: skip
 
 
 _PTTL = b"*2\r\n$4\r\nPTTL\r\n"
