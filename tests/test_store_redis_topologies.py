@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import time
+import typing as t
+
+import redis
 
 from sesstool.stores import open_store
 
@@ -88,3 +91,62 @@ def test_sentinel_finds_the_primary(cli, sentinel) -> None:
     assert unknown.exit_code == 3 and unknown.stderr.startswith("error: ")
     missing = cli("list", "--store", f"redis+sentinel://127.0.0.1:{sentinel_port}")
     assert missing.exit_code == 2 and "service name" in missing.stderr
+
+
+def test_keys_migrated_between_their_scan_and_their_fetch_are_read_from_the_new_node(monkeypatch) -> None:
+    """A node answers ASK for a key of a migrating slot that has already left: the
+    listing (TTLs and values) and a --where (values, then TTLs of the kept) fetch
+    those again through the cluster client, with their values and TTLs intact.
+    The keys move at the last moment before their fetch is written, so the redirect
+    happens every run; a cluster of its own keeps the shared one's slots still."""
+    from redis.cluster import ClusterNode, RedisCluster
+    from redis.crc import key_slot
+
+    from sesstool.stores import redis_cluster
+    from tests.topologies import started_cluster
+
+    with started_cluster() as nodes:
+        client = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", nodes[0].port)])
+        moving = [b"session:{moving}%d" % i for i in range(60)]  # one slot, by the hash tag
+        staying = [b"session:s%d" % i for i in range(60)]
+        for key in moving + staying:
+            client.set(key, b"\x81\xa7user_id\x2a", ex=600)
+        slot = key_slot(moving[0])
+        raw = {node.port: redis.Redis(host="127.0.0.1", port=node.port) for node in nodes}
+        source = client.get_node_from_key(moving[0]).port
+        target = next(port for port in raw if port != source)
+        ids = {port: r.execute_command("CLUSTER", "MYID").decode() for port, r in raw.items()}
+        raw[target].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+        raw[source].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+
+        moved: list[bytes] = []
+        allowed = [len(moving) // 2]  # half move in the first pass, the rest in the second
+
+        def migrating_first(pack: t.Callable[[list[bytes]], bytes]) -> t.Callable[[list[bytes]], bytes]:
+            def packed(keys: list[bytes]) -> bytes:
+                mine = [key for key in keys if key in moving and key not in moved][: allowed[0] - len(moved)]
+                if mine:
+                    raw[source].execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *mine)
+                    moved.extend(mine)
+                return pack(keys)
+
+            return packed
+
+        monkeypatch.setattr(redis_cluster, "pack_get_fetch", migrating_first(redis_cluster.pack_get_fetch))
+        monkeypatch.setattr(redis_cluster, "pack_gets", migrating_first(redis_cluster.pack_gets))
+        store = open_store(f"redis+cluster://127.0.0.1:{nodes[0].port}")
+
+        listed = [item for batch in store.scan(b"session:", batch=20) for item in batch]
+        assert moved, "no key moved before its fetch: the redirect was not tried"
+        assert {item.key for item in listed} == set(moving + staying)
+        assert all(item.value == b"\x81\xa7user_id\x2a" and 590 <= (item.ttl or 0) <= 600 for item in listed)
+
+        first, allowed[0] = len(moved), len(moving)
+        kept = [item for batch in store.scan_values(b"session:", batch=20) for item in batch]
+        assert len(moved) > first
+        assert {item.key for item in kept} == set(moving + staying)
+        assert all(item.value == b"\x81\xa7user_id\x2a" for item in kept)
+        store.read_ttls(kept)
+        assert all(590 <= (item.ttl or 0) <= 600 for item in kept)
+        store.close()
+        client.close()

@@ -5,6 +5,7 @@ fixtures through ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -17,12 +18,13 @@ import pytest
 from tests.servers import ServerProcess, free_port, require_binary, start_memcached, start_redis, wait_for_port
 
 
-@pytest.fixture(scope="session")
-def cluster() -> t.Iterator[list[ServerProcess]]:
+@contextlib.contextmanager
+def started_cluster(primaries: int = 3) -> t.Iterator[list[ServerProcess]]:
+    """A Redis Cluster of ``primaries`` real redis-servers, its slots spread over them."""
     require_binary("redis-cli")
     nodes: list[ServerProcess] = []
     try:
-        for _ in range(3):
+        for _ in range(primaries):
             nodes.append(start_redis(extra=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]))
         subprocess.run(
             ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
@@ -41,6 +43,12 @@ def cluster() -> t.Iterator[list[ServerProcess]]:
     finally:
         for node in nodes:
             node.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster() -> t.Iterator[list[ServerProcess]]:
+    with started_cluster() as nodes:
+        yield nodes
 
 
 @pytest.fixture(scope="session")
