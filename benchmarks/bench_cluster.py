@@ -57,10 +57,6 @@ def load_cluster(ports: list[int], n: int) -> None:
         load_pairs(port, pairs)
 
 
-def timings(runs: int, argv: list[str]) -> list[float]:
-    return [run_timed(argv).seconds for _ in range(runs)]
-
-
 PURGE = ["purge", "--where", "user_id=42", "--yes", "--format", "json"]
 
 
@@ -100,9 +96,14 @@ def main() -> None:
         for label, argv in commands.items():
             # Alternate the two stores so that background load hits both alike.
             times: dict[str, list[float]] = {"standalone": [], "cluster": []}
+            rss: dict[str, float] = {"standalone": 0.0, "cluster": 0.0}
             for _ in range(args.runs):
                 for name, url in urls.items():
-                    times[name] += timings(1, [SESSTOOL, *argv, "--store", url])
+                    timed = run_timed([SESSTOOL, *argv, "--store", url])
+                    if timed.returncode != 0:
+                        raise SystemExit(f"sesstool {label} on the {name} store exited {timed.returncode}")
+                    times[name].append(timed.seconds)
+                    rss[name] = max(rss[name], timed.max_rss_mb)
                     if argv is PURGE:
                         restore(url, saved[name])
             best = {name: min(ts) for name, ts in times.items()}
@@ -111,9 +112,11 @@ def main() -> None:
                 f"`sesstool {label}`", f"{best['standalone']:.2f} / {median['standalone']:.2f}",
                 f"{best['cluster']:.2f} / {median['cluster']:.2f}",
                 f"**{median['standalone'] / median['cluster']:.2f}×**",
+                f"{rss['standalone']:.0f} / {rss['cluster']:.0f} MB",
             ])  # fmt: skip
         print(f"\n{n:,} sessions; seconds as min / median of {args.runs}; speed = cluster / standalone (medians)")
-        print(table(rows, ["command", "standalone (s)", "3-primary cluster (s)", "cluster speed"]))
+        print(table(rows, ["command", "standalone (s)", "3-primary cluster (s)", "cluster speed",
+                           "peak RSS (standalone / cluster)"]))
     finally:
         for process in [standalone, *cluster]:
             process.terminate()

@@ -16,11 +16,12 @@ keys, at most 2,948 back.
 each, never the key, in two generations of dicts (the newer filled, then the older
 dropped whole), so that at least the last :data:`WINDOW` keys, or the last
 1/:data:`SHARE` of the pass, whichever is more, are always remembered. A repeat is
-missed only if, while the pass runs, the server's table shrinks below both N/65,536
-and 1,024 buckets (a million keys cut to fewer than 16, ten million to fewer than
-153): then the few keys of that one bucket may be listed twice, never one left out.
-Memory stays under 12 MB up to 67 million keys (then 0.2 bytes a key),
-where remembering every key took 88 bytes a key (880 MB for ten million).
+missed only if, while the pass runs, the server's table shrinks below both N/32,768
+and 1,024 buckets (a million keys cut to fewer than 31, ten million to fewer than
+306): then the few keys of that one bucket may be listed twice, never one left out.
+Memory stays under 6 MB up to 33 million keys (then 0.2 bytes a key), and a Cluster
+takes that for each primary, read at once; remembering every key took 88 bytes a
+key (880 MB for ten million).
 
 The hash is Python's own ``hash(bytes)``: SipHash keyed with a per-process random
 seed, so whoever plants keys in the store cannot choose keys that collide with a
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 import itertools
 
-WINDOW = 65_536
+WINDOW = 32_768
 """At least this many of the latest keys are remembered."""
 
 SHARE = 1024
