@@ -25,6 +25,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _bindable(port: int) -> bool:
+    if port > 65535:
+        return False
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def wait_for(port: int) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -41,6 +52,8 @@ def start_redis(*extra: str) -> tuple[int, subprocess.Popen[bytes]]:
     if binary is None:
         raise SystemExit("benchmarks need redis-server (apt-get install redis-server)")
     port = free_port()
+    while "--cluster-enabled" in extra and not _bindable(port + 10000):
+        port = free_port()  # a Cluster node also listens on its port + 10000
     workdir = tempfile.mkdtemp(prefix="sesstool-bench-")
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir,
