@@ -16,7 +16,7 @@ from redis.exceptions import ConnectionError, InvalidResponse, TimeoutError
 
 from sesstool.errors import StoreError
 from sesstool.stores.base import Columns, StoredItem
-from sesstool.stores.redis_base import RedisBase, _connection_lost, _glob_escape, _pttl, _seconds
+from sesstool.stores.redis_base import RedisBase, _connection_lost, _glob_escape, _pttl, _seconds, _value_items
 from sesstool.stores.redis_urls import CONNECT_TIMEOUT, SOCKET_TIMEOUT, open_redis
 from sesstool.stores.redis_wire import (
     checkout,
@@ -24,7 +24,6 @@ from sesstool.stores.redis_wire import (
     pack_mget_fetch,
     read_replies,
     scan_overlapped,
-    value_items,
 )
 from sesstool.stores.scanseen import SeenKeys
 
@@ -43,8 +42,9 @@ class RedisStore(RedisBase):
         """:meth:`scan` without the TTLs: one MGET a batch. A PTTL a key costs the
         server about two thirds of what the MGET does (measured), so a ``--where``
         that keeps one session in a thousand reads the TTL of only that one."""
-        return value_items(scan_overlapped(self.client, _glob_escape(prefix) + b"*", batch, pack_fetch=pack_mget,
-                                           read_fetch=self._read_values, errors=self._errors))
+        return map(_value_items, scan_overlapped(self.client, _glob_escape(prefix) + b"*", batch,
+                                                 pack_fetch=pack_mget, read_fetch=self._read_values,
+                                                 errors=self._errors))
 
     def _read_values(self, connection: t.Any, keys: list[bytes]) -> Columns:
         values = self._read_replies(connection, 1)[0]

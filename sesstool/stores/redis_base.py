@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import functools
+import itertools
 import typing as t
 
 from redis.exceptions import (
@@ -366,6 +367,14 @@ def _items(columns: Columns) -> list[StoredItem]:
         else:
             items.append(StoredItem(key, value, _seconds(pttl), kind, pttl))
     return items
+
+
+def _value_items(columns: Columns) -> list[StoredItem]:
+    """:func:`_items` of columns fetched without TTLs: ``ttl`` ``None``, for ``read_ttls``."""
+    if not columns.kinds:  # the common batch, all strings: built in C
+        return list(map(StoredItem, columns.keys, columns.values, itertools.repeat(None)))
+    return [StoredItem(key, value, None, columns.kinds.get(i, STRING))
+            for i, (key, value) in enumerate(zip(columns.keys, columns.values, strict=True))]  # fmt: skip
 
 
 def _connection_lost(error: StoreError) -> bool:

@@ -16,8 +16,8 @@ from redis.exceptions import AskError, MovedError, ResponseError
 
 from sesstool.stores.base import Columns, StoredItem, idle_pairs
 from sesstool.stores.parallel import merged
-from sesstool.stores.redis_base import RedisBase, _glob_escape, _seconds
-from sesstool.stores.redis_wire import pack_get_fetch, pack_gets, read_replies, scan_overlapped, value_items
+from sesstool.stores.redis_base import RedisBase, _glob_escape, _seconds, _value_items
+from sesstool.stores.redis_wire import pack_get_fetch, pack_gets, read_replies, scan_overlapped
 
 
 class RedisClusterStore(RedisBase):
@@ -43,7 +43,7 @@ class RedisClusterStore(RedisBase):
         ``--where`` reads the TTLs of the few sessions it keeps (:meth:`read_ttls`),
         which spares each node a PTTL a key, as on one server."""
         pattern = _glob_escape(prefix) + b"*"
-        return value_items(merged([
+        return map(_value_items, merged([
             functools.partial(scan_overlapped, node, pattern, batch, pack_fetch=pack_gets,
                               read_fetch=self._read_node_values, errors=self._errors)
             for node in self.nodes()

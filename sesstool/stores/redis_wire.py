@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import itertools
 import sys
 import typing as t
 
-from sesstool.stores.base import STRING, Columns, StoredItem
+from sesstool.stores.base import Columns
 from sesstool.stores.scanseen import SeenKeys
 
 #: what turns a batch's keys into the packed commands that fetch their TTL and value
@@ -45,16 +44,6 @@ def pack_get_fetch(keys: list[bytes]) -> bytes:
 def pack_gets(keys: list[bytes]) -> bytes:
     """RESP for one GET per key: values without TTLs, for keys of several slots."""
     return _GET + _GET.join([b"$%d\r\n%s\r\n" % (len(key), key) for key in keys])
-
-
-def value_items(batches: t.Iterable[Columns]) -> t.Iterator[list[StoredItem]]:
-    """Items without TTLs (``ttl`` ``None``, for ``read_ttls``) of fetched columns."""
-    for keys, values, _, kinds in batches:
-        if not kinds:  # the common batch, all strings: built in C
-            yield list(map(StoredItem, keys, values, itertools.repeat(None)))
-        else:
-            yield [StoredItem(key, value, None, kinds.get(i, STRING))
-                   for i, (key, value) in enumerate(zip(keys, values, strict=True))]  # fmt: skip
 
 
 _PTTL = b"*2\r\n$4\r\nPTTL\r\n"
